@@ -33,7 +33,7 @@ export const fmtInt = (n: number): string => n.toLocaleString('en-US');
 /** Left-aligned columns (numbers right-aligned), indented by two spaces. */
 export function table(head: readonly string[], rows: readonly (readonly string[])[]): string[] {
   const width = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const isNum = head.map((_, i) => rows.length > 0 && rows.every((r) => /^[\d,.]+$/.test(r[i] ?? '')));
+  const isNum = head.map((_, i) => rows.length > 0 && rows.every((r) => /^[\d,]+$/.test(r[i] ?? '')));
   const fmt = (r: readonly string[]): string =>
     `  ${r.map((c, i) => (isNum[i] ? c.padStart(width[i]!) : c.padEnd(width[i]!))).join('  ')}`.trimEnd();
   return [fmt(head), ...rows.map(fmt)];

@@ -11,14 +11,6 @@ import { parseRfc5424 } from './rfc5424.js';
 const PRI = /<(\d{1,3})>/y;
 /** A BSD facility/priority word some syslogds print after the date: `<mail.info> `. */
 const FACPRI = /<[a-z0-9]+\.[a-z]+> /y;
-/** A host name (no blanks). */
-const HOST = /([^\s]{1,255}) +/y;
-/**
- * A tag: `prog: `, `prog[123]: `, `prog [123]: ` (SOGo), `prog(123): ` (Dovecot's own log).
- * No blanks, brackets or colons inside the name.
- */
-const TAG = /([^\s[\]:()]{1,128})(?: ?\[(\d{1,10})\]|\((\d{1,10})\))?:(?: |$)/y;
-
 export interface ParseOptions {
   /** Reference time (ms) for dates without a year, and the time of lines with no timestamp. */
   readonly now: number;
@@ -31,12 +23,81 @@ function sticky(re: RegExp, s: string, at: number): RegExpExecArray | null {
 
 interface Tag { program: string; pid?: number; end: number }
 
+const isDigit = (c: number): boolean => c >= 48 && c <= 57;
+
+/**
+ * A tag at `at`: `prog: `, `prog[123]: `, `prog [123]: ` (SOGo), `prog(123): ` (Dovecot's own log),
+ * with no blanks, brackets, parentheses or colons in the name. Scanned by hand: this runs per line.
+ */
 function tagAt(s: string, at: number): Tag | undefined {
-  const m = sticky(TAG, s, at);
-  if (!m) return undefined;
-  const pid = m[2] ?? m[3];
-  const end = at + m[0].length;
-  return pid === undefined ? { program: m[1]!, end } : { program: m[1]!, pid: Number(pid), end };
+  const n = Math.min(s.length, at + 128);
+  let i = at;
+  for (; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 32 || c === 58 || c === 91 || c === 93 || c === 40 || c === 41 || c === 9) break;
+  }
+  if (i === at) return undefined;
+  const nameEnd = i;
+  let pid = -1;
+  let c = s.charCodeAt(i);
+  if (c === 32 && s.charCodeAt(i + 1) === 91) c = s.charCodeAt(++i);
+  if (c === 91 || c === 40) {
+    const close = c === 91 ? 93 : 41;
+    const d0 = ++i;
+    while (i < d0 + 10 && isDigit(s.charCodeAt(i))) i++;
+    if (i === d0 || s.charCodeAt(i) !== close) return undefined;
+    pid = Number(s.slice(d0, i));
+    i++;
+  }
+  if (s.charCodeAt(i) !== 58 /* : */) return undefined;
+  i++;
+  if (i < s.length) {
+    if (s.charCodeAt(i) !== 32) return undefined;
+    i++;
+  }
+  const program = s.slice(at, nameEnd);
+  return pid < 0 ? { program, end: i } : { program, pid, end: i };
+}
+
+/**
+ * End of a BSD timestamp `Mmm dd hh:mm:ss` (day space-padded or not, optional fraction and year)
+ * and the blanks after it, or -1. Scanned by hand; the time itself is computed by bsdTimeCached.
+ */
+function bsdEnd(s: string, at: number): number {
+  const up = s.charCodeAt(at);
+  if (up < 65 || up > 90 || s.charCodeAt(at + 3) !== 32) return -1;
+  let p = at + 4;
+  if (s.charCodeAt(p) === 32) p++;
+  if (!isDigit(s.charCodeAt(p))) return -1;
+  p++;
+  if (isDigit(s.charCodeAt(p))) p++;
+  if (s.charCodeAt(p) !== 32) return -1;
+  p++;
+  if (!(isDigit(s.charCodeAt(p)) && isDigit(s.charCodeAt(p + 1)) && s.charCodeAt(p + 2) === 58 &&
+    isDigit(s.charCodeAt(p + 3)) && isDigit(s.charCodeAt(p + 4)) && s.charCodeAt(p + 5) === 58 &&
+    isDigit(s.charCodeAt(p + 6)) && isDigit(s.charCodeAt(p + 7)))) return -1;
+  p += 8;
+  if (s.charCodeAt(p) === 46 /* . */) { p++; while (isDigit(s.charCodeAt(p))) p++; }
+  if (s.charCodeAt(p) === 32 && isDigit(s.charCodeAt(p + 1)) && isDigit(s.charCodeAt(p + 4)) && s.charCodeAt(p + 5) === 32) p += 5;
+  if (s.charCodeAt(p) !== 32) return -1;
+  while (s.charCodeAt(p) === 32) p++;
+  return p;
+}
+
+// Consecutive lines mostly share their second: remember the last timestamp text and its time.
+let lastTsText = '';
+let lastTsRef = NaN;
+let lastTsTime = NaN;
+
+function bsdTimeCached(text: string, ref: number): number {
+  if (text === lastTsText && ref === lastTsRef) return lastTsTime;
+  BSD_TS.lastIndex = 0;
+  const m = BSD_TS.exec(text);
+  const t = m ? bsdTime(m, ref) : NaN;
+  lastTsText = text;
+  lastTsRef = ref;
+  lastTsTime = t;
+  return t;
 }
 
 function event(time: number, host: string, tag: Tag | undefined, message: string, origin: Origin): LogEvent {
@@ -66,13 +127,17 @@ export function parseLine(s: string, origin: Origin, opts: ParseOptions): LogEve
   }
   const c = s.charCodeAt(at);
   let time: number;
-  let m: RegExpExecArray | null;
+  let p: number;
   let hostOptional: boolean;
-  if (c >= 65 && c <= 90 && (m = sticky(BSD_TS, s, at))) {
-    time = bsdTime(m, opts.now);
+  let m: RegExpExecArray | null;
+  const bsd = c >= 65 && c <= 90 ? bsdEnd(s, at) : -1;
+  if (bsd > 0) {
+    time = bsdTimeCached(s.slice(at, bsd), opts.now);
+    p = bsd;
     hostOptional = true;
   } else if (c >= 48 && c <= 57 && (m = sticky(RFC3339_TS, s, at))) {
     time = rfc3339Time(m);
+    p = at + m[0].length;
     hostOptional = false;
   } else if (c === 64 /* @ */ && (m = sticky(TAI64N_TS, s, at))) {
     // multilog: no host, and the tag is optional.
@@ -83,18 +148,19 @@ export function parseLine(s: string, origin: Origin, opts: ParseOptions): LogEve
     return headerless(s, at, origin, opts);
   }
   if (Number.isNaN(time)) return headerless(s, at, origin, opts);
-  let p = at + m[0].length;
-  const fp = sticky(FACPRI, s, p);
+  const fp = s.charCodeAt(p) === 60 ? sticky(FACPRI, s, p) : null;
   if (fp) p += fp[0].length;
   // "date tag: msg" (no host; Dovecot's own log file, some BSD syslogds) before "date host tag: msg".
   if (hostOptional) {
     const tag = tagAt(s, p);
     if (tag) return event(time, '', tag, s.slice(tag.end), origin);
   }
-  const h = sticky(HOST, s, p);
-  if (h) {
-    const tag = tagAt(s, p + h[0].length);
-    if (tag) return event(time, h[1]!, tag, s.slice(tag.end), origin);
+  const sp = s.indexOf(' ', p);
+  if (sp > p) {
+    let q = sp + 1;
+    while (s.charCodeAt(q) === 32) q++;
+    const tag = tagAt(s, q);
+    if (tag) return event(time, s.slice(p, sp), tag, s.slice(tag.end), origin);
   }
   // A date but no tag: the daemon's own format (e.g. Horde's "date HORDE [error] ..."); keep the rest.
   return event(time, '', undefined, s.slice(p), origin);
