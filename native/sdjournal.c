@@ -123,6 +123,11 @@ static napi_value Open(napi_env env, napi_callback_info info) {
   }
   if (rc < 0) { free(r); return throw_errno(env, "sd_journal_open", rc); }
   sd_journal_set_data_threshold(r->j, 0);
+  /* Set up inotify now, before the first read: sd-journal only sees appended entries and new
+     (rotated) files after processing their inotify events, and events from before the watch
+     exists are never delivered. */
+  rc = sd_journal_get_fd(r->j);
+  if (rc < 0 && nfiles <= 0) { reader_free(r); free(r); return throw_errno(env, "sd_journal_get_fd", rc); }
 
   char *matches[512];
   int nm = get_str_array(env, o, "matches", matches, 512);

@@ -190,13 +190,19 @@ export class JournaldSource implements Source {
 
   private async *readNative(nj: NativeJournal, signal: AbortSignal): AsyncIterable<readonly RawRecord[]> {
     const f = this.filter;
+    // sd-journal (systemd 252) with matches misses entries appended after the reader reached the
+    // end of the journal (the same bug behind journalctl's "filter drops a burst"). So while
+    // following, the filter runs in C on each entry's SYSLOG_IDENTIFIER/_SYSTEMD_UNIT instead
+    // (a field lookup, no object made); journal matches are used only for a finite read.
+    const inC = this.follow || f.matches.length === 0;
+    const filtering = f.patterns.length > 0 || (this.cfg.units?.length ?? 0) > 0;
     const h: NativeHandle = nj.open({
       ...(this.cfg.directory !== undefined ? { directory: this.cfg.directory } : {}),
       ...(this.cfg.files ? { files: this.cfg.files } : {}),
-      matches: f.matches,
+      matches: inC ? [] : f.matches,
       fields: this.fields,
-      globs: f.globs,
-      units: f.units,
+      globs: inC && filtering ? f.patterns : [],
+      units: inC && filtering ? [...(this.cfg.units ?? [])] : [],
     });
     let waiting: Promise<number> | undefined;
     try {

@@ -3,40 +3,31 @@
 // sd-journal binding (when built) and the `journalctl -o export` fallback.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JournaldSource, type JournaldSourceConfig } from '../../src/sources/journald.js';
 import { loadNativeJournal } from '../../src/sources/journal-native.js';
 import type { RawRecord } from '../../src/types.js';
-import { collect, isRoot, sleep, which } from './helpers.js';
+import { collect, ensureJournald, sleep, which, type JournaldHandle } from './helpers.js';
 
-const JOURNALD = which('systemd-journald');
 const JREMOTE = which('systemd-journal-remote');
 const CAT = which('systemd-cat');
 const GEN = '/work/shared/bench/gen-maillog.mjs';
 const backends = (loadNativeJournal() ? ['native', 'journalctl'] : ['journalctl']) as ('native' | 'journalctl')[];
 
-let daemon: ChildProcess | undefined;
+let jd: JournaldHandle | undefined;
 let liveReason: string | undefined;
 const tmp = mkdtempSync(join(tmpdir(), 'mj-journald-'));
 
-const journaldRunning = (): boolean =>
-  existsSync('/run/systemd/journal/socket') && spawnSync('pgrep', ['-x', 'systemd-journal']).status === 0;
-
 before(async () => {
-  if (!isRoot()) liveReason = 'not root';
-  else if (!JOURNALD || !CAT) liveReason = 'systemd-journald / systemd-cat not installed';
-  else if (!journaldRunning()) {
-    daemon = spawn(JOURNALD, [], { stdio: 'ignore' });
-    for (let i = 0; i < 50 && !existsSync('/run/systemd/journal/socket'); i++) await sleep(100);
-    if (!existsSync('/run/systemd/journal/socket')) liveReason = 'systemd-journald did not start';
-  }
+  jd = await ensureJournald();
+  liveReason = jd.reason;
 });
 
 after(() => {
-  if (daemon && daemon.exitCode === null) daemon.kill('SIGTERM');
+  jd?.stop();
   rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -109,6 +100,24 @@ for (const backend of backends) {
     const s = src(backend, { programs: [`${id}*/smtpd`, `${id}-exact`], startAt: { lookbackMs: 60_000 } });
     const rs = await collect(s, (a) => a.length >= 3, 2500);
     assert.deepEqual(msgs(rs), ['a', 'b', 'e']);
+  });
+  test(`[${backend}] live journald: rotation and vacuum while following lose nothing`, async (t) => {
+    if (liveReason) return t.skip(`SKIP: ${liveReason}`);
+    // Rotating and vacuuming touch the machine's journal: only on the journald this test started.
+    if (!jd?.ours) return t.skip('SKIP: journald was already running (not ours to rotate/vacuum)');
+    const id = tag();
+    const s = src(backend, { programs: [id] });
+    const got = collect(s, (a) => a.length >= 150, 10000);
+    await sleep(500);
+    writeEntries(id, Array.from({ length: 50 }, (_, i) => `v${i}`));
+    execFileSync('journalctl', ['--rotate'], { stdio: 'ignore' });
+    writeEntries(id, Array.from({ length: 50 }, (_, i) => `v${50 + i}`));
+    await sleep(200);
+    execFileSync('journalctl', ['--rotate'], { stdio: 'ignore' });
+    execFileSync('journalctl', ['--vacuum-files=1'], { stdio: 'ignore' });
+    writeEntries(id, Array.from({ length: 50 }, (_, i) => `v${100 + i}`));
+    const rs = await got;
+    assert.deepEqual(msgs(rs), Array.from({ length: 150 }, (_, i) => `v${i}`));
   });
 }
 

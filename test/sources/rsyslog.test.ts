@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SyslogSource, type SyslogListenerConfig } from '../../src/sources/syslog.js';
-import { collect, isRoot, makePki, sleep, texts, which } from './helpers.js';
+import { collect, ensureJournald, isRoot, makePki, sleep, texts, which } from './helpers.js';
 
 const RSYSLOGD = which('rsyslogd');
 const LOGGER = which('logger');
@@ -94,7 +94,9 @@ test('rsyslog omfwd over TLS (gtls, x509/name) with a client certificate from ou
 test('rsyslog imjournal → omfwd: a journald mail host forwarding to the collector', async (t) => {
   const why = skipWhy();
   if (why) return t.skip(`SKIP: ${why}`);
-  if (!existsSync('/run/systemd/journal/socket')) return t.skip('SKIP: no journald running');
+  const jd = await ensureJournald();
+  t.after(() => jd.stop());
+  if (jd.reason) return t.skip(`SKIP: ${jd.reason}`);
   if (!existsSync('/usr/lib/x86_64-linux-gnu/rsyslog/imjournal.so') && !existsSync('/usr/lib/rsyslog/imjournal.so')) {
     return t.skip('SKIP: rsyslog imjournal module missing');
   }
