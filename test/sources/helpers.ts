@@ -62,12 +62,12 @@ export function makePki(): TestPki {
     execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
   };
   const mkCa = (name: string): void => {
-    ossl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', `/CN=${name}`,
+    ossl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', `/CN=${name}`,
       '-keyout', p(`${name}.key`), '-out', p(`${name}.pem`));
   };
   const mkLeaf = (name: string, ca: string, ext: string): void => {
     writeFileSync(p(`${name}.ext`), ext);
-    ossl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${name === 'server' ? 'localhost' : name}`,
+    ossl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', `/CN=${name === 'server' ? 'localhost' : name}`,
       '-keyout', p(`${name}.key`), '-out', p(`${name}.csr`));
     ossl('x509', '-req', '-in', p(`${name}.csr`), '-CA', p(`${ca}.pem`), '-CAkey', p(`${ca}.key`),
       '-CAcreateserial', '-days', '2', '-extfile', p(`${name}.ext`), '-out', p(`${name}.pem`));
