@@ -53,12 +53,22 @@ test('LF-delimited stream split at random byte boundaries yields the same messag
   );
 });
 
+test('a first line of digits not followed by a space means LF framing (PRI-less ISO-dated lines)', () => {
+  const lines = ['2024-11-04T00:00:00Z mx postfix/smtpd[1]: a', '2024-11-04T00:00:01Z mx dovecot: b', '12 is not a count here'];
+  const wire = Buffer.from(lines.map((l) => `${l}\n`).join(''));
+  for (const cut of [1, 3, 4, 5, 10]) {
+    const r = run([wire.subarray(0, cut), wire.subarray(cut)]);
+    assert.deepEqual(r.faults, []);
+    assert.deepEqual(r.frames, lines);
+  }
+});
+
 test('octet counting: a malformed count is counted and skipped, later frames still come through', () => {
   const r = run([Buffer.from('5 hello12x garbage\n3 abc11 hello world')]);
   assert.deepEqual(r.frames, ['hello', 'abc', 'hello world']);
   assert.deepEqual(r.faults, ['bad-octet-count']);
-  const r2 = run([Buffer.from('99999999999999 x\n4 good')]);
-  assert.deepEqual(r2.frames, ['good']);
+  const r2 = run([Buffer.from('3 abc99999999999999 x\n4 good')]);
+  assert.deepEqual(r2.frames, ['abc', 'good']);
   assert.deepEqual(r2.faults, ['bad-octet-count']);
 });
 

@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseRecord } from '../../src/parse/index.js';
 import { JournaldSource, type JournaldSourceConfig } from '../../src/sources/journald.js';
 import { loadNativeJournal } from '../../src/sources/journal-native.js';
 import type { RawRecord } from '../../src/types.js';
@@ -67,6 +68,10 @@ for (const backend of backends) {
     assert.equal(r.origin.kind, 'journald');
     assert.equal(r.origin.cursor, r.fields.__CURSOR);
     assert.match(r.origin.cursor ?? '', /^s=[0-9a-f]+;i=/);
+    const res = parseRecord(r, { format: 'auto', now: Date.now() });
+    assert.ok('event' in res);
+    assert.equal(res.event.program, id);
+    assert.equal(res.event.message, 'm0 üñí');
   });
 
   test(`[${backend}] restart mid-stream: nothing lost, nothing repeated`, async (t) => {

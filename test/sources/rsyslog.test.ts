@@ -8,7 +8,9 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseRecord } from '../../src/parse/index.js';
 import { SyslogSource, type SyslogListenerConfig } from '../../src/sources/syslog.js';
+import type { RawRecord } from '../../src/types.js';
 import { collect, ensureJournald, isRoot, makePki, sleep, texts, which } from './helpers.js';
 
 const RSYSLOGD = which('rsyslogd');
@@ -41,6 +43,14 @@ async function listener(cfg: Partial<SyslogListenerConfig> & Pick<SyslogListener
   return { src, port: (await src.listen()).port };
 }
 
+/** Hands a record to the parse stage, as the pipeline will: the program must survive forwarding. */
+function parsed(r: RawRecord | undefined): { program: string; message: string } {
+  assert.ok(r);
+  const res = parseRecord(r, { format: 'auto', now: Date.now() });
+  assert.ok('event' in res, JSON.stringify(res));
+  return { program: res.event.program, message: res.event.message };
+}
+
 const skipWhy = (): string | undefined =>
   !RSYSLOGD || !LOGGER ? 'rsyslogd or logger not installed' : !isRoot() ? 'not root' : undefined;
 
@@ -67,6 +77,8 @@ if ($syslogfacility-text == "mail") then {
   assert.match(texts(rs)[1]!, /dovecot .*imap-login: second$/);
   assert.match(texts(rs)[0]!, /^<20>1 \S+ \S+ postfix\/smtpd \S+ - - {1,2}warning: unknown\[192\.0\.2\.9\]: SASL LOGIN authentication failed: x$/);
   assert.equal(rs[0]!.origin.kind, 'syslog-tcp');
+  assert.equal(parsed(rs[0]).program, 'postfix/smtpd');
+  assert.match(parsed(rs[0]).message, /^ ?warning: unknown\[192\.0\.2\.9\]/);
 });
 
 test('rsyslog omfwd over TLS (gtls, x509/name) with a client certificate from our CA', async (t) => {
@@ -98,6 +110,7 @@ if ($syslogfacility-text == "mail") then {
   const rs = await got;
   assert.match(texts(rs)[0] ?? '', /^<20>\d{4}-\d\d-\d\dT\S+ \S+ postfix\/submission\/smtpd: over tls$/);
   assert.equal(rs[0]!.origin.kind, 'syslog-tls');
+  assert.deepEqual(parsed(rs[0]), { program: 'postfix/submission/smtpd', message: 'over tls' });
 });
 
 test('rsyslog imjournal → omfwd: a journald mail host forwarding to the collector', async (t) => {
@@ -124,4 +137,5 @@ if ($programname startswith "postfix" or $programname == "dovecot" or $programna
   execFileSync('systemd-cat', ['-t', id], { input: 'from the journal\n' });
   const rs = await got;
   assert.match(texts(rs)[0] ?? '', new RegExp(`^<\\d+>1 \\S+ \\S+ ${id} \\d+ - - from the journal$`));
+  assert.deepEqual(parsed(rs[0]), { program: id, message: 'from the journal' });
 });
