@@ -86,3 +86,15 @@ test('LF mode treats NUL as a frame end and drops empty frames', () => {
   const r = run([Buffer.from('<13>a\0<13>b\n\n\n<13>c\n')]);
   assert.deepEqual(r.frames, ['<13>a', '<13>b', '<13>c']);
 });
+
+test('property: arbitrary bytes in arbitrary chunks never throw and never yield a frame over the cap', () => {
+  fc.assert(
+    fc.property(fc.array(fc.uint8Array({ maxLength: 200 }), { maxLength: 20 }), (chunks) => {
+      const max = 64;
+      const frames: Buffer[] = [];
+      const f = new Framer(max, { frame: (m) => frames.push(m), fault: () => {} });
+      for (const c of chunks) f.push(Buffer.from(c));
+      for (const m of frames) assert.ok(m.length <= max + 2);
+    }),
+  );
+});
