@@ -34,6 +34,8 @@ test('tags without a host, with a blank before the pid, and with (pid)', () => {
   assert.deepEqual([b.program, b.pid, b.message], ['sogod', 26818, 'SOGoRootPage Login from x']);
   const c = p('Nov 04 00:00:01 auth-worker(4242): Info: pam(u,192.0.2.1): unknown user');
   assert.deepEqual([c.program, c.pid, c.message], ['auth-worker', 4242, 'Info: pam(u,192.0.2.1): unknown user']);
+  const v24 = p('Nov 04 00:04:01 auth(info@example.com,192.0.2.80,sasl:login)<CvN+E95Uf4e7wxyz>: Info: sql: Password mismatch');
+  assert.deepEqual([v24.program, v24.message], ['', 'auth(info@example.com,192.0.2.80,sasl:login)<CvN+E95Uf4e7wxyz>: Info: sql: Password mismatch']);
   const d = p('Nov  4 00:00:01 imap1 dovecot: imap-login: Login: user=<a>');
   assert.deepEqual([d.host, d.program, d.message], ['imap1', 'dovecot', 'imap-login: Login: user=<a>']);
 });
