@@ -60,6 +60,8 @@ test('headerless own-file lines: leading timestamp removed, program empty', () =
     ['Apr-07-13 07:08:36 [SSL-out] 192.0.2.9 SSL negotiation', '2013-04-07T07:08:36.000Z', '[SSL-out] 192.0.2.9 SSL negotiation'],
     ['03-07-2005 23:07:20   SMTP Server: Authentication failed', '2005-07-03T23:07:20.000Z', 'SMTP Server: Authentication failed'],
     ['10/06/2013 15:50:41 [LOGIN_ERROR] x', '2013-10-06T15:50:41.000Z', '[LOGIN_ERROR] x'],
+    ['10/06/2013 03:50:41 PM   SMTP Server: x', '2013-10-06T15:50:41.000Z', 'SMTP Server: x'],
+    ['10/06/2013 12:05:00 AM x', '2013-10-06T00:05:00.000Z', 'x'],
     ['Sat Dec 28 19:03:53 2013 - [72926] (192.0.2.3) x', '2013-12-28T19:03:53.000Z', '- [72926] (192.0.2.3) x'],
     ['[2014-01-06 10:59:38]LOGIN FAILED for user', '2014-01-06T10:59:38.000Z', 'LOGIN FAILED for user'],
   ];
