@@ -2,15 +2,12 @@
 // (also when idle), and frees what it held (a listener's port is closed afterwards).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { JournaldSource } from '../../src/sources/journald.js';
 import { loadNativeJournal } from '../../src/sources/journal-native.js';
 import { SyslogSource } from '../../src/sources/syslog.js';
 import type { Source } from '../../src/types.js';
-import { ensureJournald, makePki } from './helpers.js';
+import { ensureJournald, makePki, tempDir } from './helpers.js';
 
 async function endsOnAbort(src: Source, idleMs = 200): Promise<number> {
   const ac = new AbortController();
@@ -46,7 +43,7 @@ for (const backend of backends) {
     const jd = await ensureJournald();
     t.after(() => jd.stop());
     if (jd.reason) return t.skip(`SKIP: ${jd.reason}`);
-    const src = new JournaldSource({ stateDir: mkdtempSync(join(tmpdir(), 'mj-conf-')), backend, programs: ['mj-nothing-ever'] });
+    const src = new JournaldSource({ stateDir: tempDir('mj-conf-'), backend, programs: ['mj-nothing-ever'] });
     const took = await endsOnAbort(src, 300);
     assert.ok(took < 5000);
   });
