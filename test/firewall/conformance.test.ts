@@ -13,7 +13,8 @@ let seq = 0;
 
 test('conformance: dry-run', async (t) => {
   await conformance(t, {
-    make: (cfg: FirewallConfig = {}) => new DryRunBackend(resolveFirewallConfig({ ...cfg, backend: 'dry-run', prefix: `mjt${++seq}` })),
+    sharedKernel: false,
+    make: (cfg: FirewallConfig = {}) => new DryRunBackend(resolveFirewallConfig({ prefix: `mjt${++seq}`, ...cfg, backend: 'dry-run' })),
     sabotage: async (b) => { (b as DryRunBackend).simulateLoss(); },
     snapshot: async (b) => JSON.stringify([await b.status(), (b as DryRunBackend).log]),
   });
@@ -25,7 +26,8 @@ test('conformance: ipset + iptables (in a network namespace)', async (t) => {
   const ns = addNetns('ipset-');
   try {
     await conformance(t, {
-      make: (cfg: FirewallConfig = {}) => new IpsetBackend(resolveFirewallConfig({ ...cfg, backend: 'ipset', prefix: `mjt${++seq}`, netns: ns })),
+      sharedKernel: true,
+      make: (cfg: FirewallConfig = {}) => new IpsetBackend(resolveFirewallConfig({ prefix: `mjt${++seq}`, ...cfg, backend: 'ipset', netns: ns })),
       sabotage: async (b: KernelFirewall) => {
         const c = (b as IpsetBackend)['cfg'];
         for (const ipt of ['iptables', 'ip6tables']) nsExec(ns, ipt, ['-w', '-F', c.chain]);
@@ -50,9 +52,10 @@ test('conformance: nftables (in a network namespace)', async (t) => {
   const ns = addNetns('nft-');
   try {
     await conformance(t, {
-      make: (cfg: FirewallConfig = {}) => new NftBackend(resolveFirewallConfig({ ...cfg, backend: 'nftables', prefix: `mjt${++seq}`, netns: ns })),
+      sharedKernel: true,
+      make: (cfg: FirewallConfig = {}) => new NftBackend(resolveFirewallConfig({ prefix: `mjt${++seq}`, ...cfg, backend: 'nftables', netns: ns })),
       sabotage: async (b: KernelFirewall) => { nsExec(ns, 'nft', ['delete', 'table', 'inet', (b as NftBackend)['cfg'].table]); },
-      snapshot: async () => nsExec(ns, 'nft', ['list', 'ruleset']),
+      snapshot: async () => nsExec(ns, 'nft', ['-t', 'list', 'ruleset']), // -t: without set contents
     });
   } finally {
     delNetns(ns);

@@ -17,6 +17,8 @@ export interface Harness {
   sabotage(b: KernelFirewall): Promise<void>;
   /** Text that changes when the firewall layout changes (rules, chains, set headers). */
   snapshot(b: KernelFirewall): Promise<string>;
+  /** Two backends made with the same prefix see the same sets (false for dry-run: state is per object). */
+  readonly sharedKernel: boolean;
 }
 
 const ip = (s: string): Ip => { const r = parseIp(s); assert.ok(r, s); return r; };
@@ -216,6 +218,27 @@ export async function conformance(t: TestContext, h: Harness): Promise<void> {
     st = await b.status();
     assert.equal(st.present, false);
     assert.equal(st.hooked, false);
+  });
+
+  await t.test('raising maxelem rebuilds the sets in place, keeping every entry', { skip: !h.sharedKernel && 'state is per object' }, async () => {
+    const small = h.make({ maxelem: 100 });
+    await small.ensure();
+    const prefix = (small as unknown as { cfg: { prefix: string } }).cfg.prefix;
+    const until = Date.now() + 600_000;
+    await small.apply([ban(ip('192.0.2.1'), until), ban(net('2001:db8::/64'), 0)]);
+    const big = h.make({ maxelem: 5000, prefix });
+    await big.ensure();
+    const st = await big.status();
+    assert.ok(st.present && st.hooked);
+    assert.equal(st.maxelem, 5000);
+    const l = await big.list();
+    assert.deepEqual([...l.keys()].sort(), ['192.0.2.1', '2001:db8::/64']);
+    near(l.get('192.0.2.1'), until);
+    near(l.get('2001:db8::/64'), 0);
+    const layout = await h.snapshot(big);
+    await big.ensure();
+    assert.equal(await h.snapshot(big), layout);
+    await big.stop({ purge: true });
   });
 
   await t.test('a full set refuses with MJ_FW_SET_FULL; the 80 % warning fires first', async () => {
