@@ -2,28 +2,29 @@
 //
 // Layout (prefix "mailjail"):
 //   table inet mailjail
-//     set v4    { type ipv4_addr; flags timeout; }            single addresses
-//     set v6    { type ipv6_addr; flags timeout; }
-//     set v4net { type ipv4_addr; flags interval, timeout; }  prefixes (e.g. 203.0.113.0/24)
-//     set v6net { type ipv6_addr; flags interval, timeout; }  prefixes (e.g. 2001:db8::/64)
+//     set v4     { type ipv4_addr; flags timeout; }             single addresses
+//     set v6     { type ipv6_addr; flags timeout; }
+//     set v4n24  { type ipv4_addr; flags interval, timeout; }   prefixes, one set per length in use
+//     set v6n64  { type ipv6_addr; flags interval, timeout; }   (created on first use)
 //     chain input { type filter hook input priority filter - 10; policy accept;
-//       tcp dport { <ports> } ip saddr @v4 drop   (and @v4net, ip6 saddr @v6 / @v6net) }
-// Addresses and prefixes live in separate sets because an interval set refuses an address that
-// overlaps a banned prefix ("conflicting intervals"): a host inside a banned /64 must still be storable.
+//       tcp dport { <ports> } ip saddr @v4 drop    one rule per set }
+// An interval set refuses an element overlapping one it holds ("conflicting intervals"). Aligned
+// prefixes of ONE length are either equal or disjoint, so with a set per length (and hosts apart)
+// no ban can ever conflict with another: a host inside a banned /64, a /48 over a banned /64.
 // Every batch is ONE `nft -f -` transaction: atomic, so an updated timeout has no gap.
 import type { ApplyReport, BanDecision } from '../types.js';
 import type { ResolvedFirewallConfig } from './config.js';
 import { codeOf, FirewallError, FW_CODES, makeRunner, type Runner } from './exec.js';
 import { report, runAttributed, type FirewallStatus, type KernelFirewall } from './backend.js';
 import type { BackendOptions } from './ipset.js';
-import { keyOf, prepare, timeoutFor, type Item } from './targets.js';
+import { keyOf, prepare, splitKey, timeoutFor, type Item } from './targets.js';
 
-type SetName = 'v4' | 'v6' | 'v4net' | 'v6net';
-const SETS: readonly SetName[] = ['v4', 'v6', 'v4net', 'v6net'];
-
-function setOf(item: Item): SetName {
-  return `v${item.target.family}${item.target.net ? 'net' : ''}` as SetName;
+/** Set holding an item: `v4`/`v6` for hosts, `v4n<len>`/`v6n<len>` for prefixes. */
+export function setOf(item: Item): string {
+  return `v${item.target.family}` + (item.target.net ? `n${splitKey(item.target.key).len}` : '');
 }
+
+const OUR_SET = /^v[46](n\d{1,3})?$/;
 
 interface NftElem {
   readonly key: string;
@@ -41,39 +42,68 @@ function valText(v: Json | undefined): string | undefined {
   return undefined;
 }
 
-/** Parses `nft -j list set ...` output into elements. */
-export function parseNftSetJson(text: string): NftElem[] {
-  const doc = JSON.parse(text) as { nftables?: Json[] };
+function elemsOf(elems: Json | undefined): NftElem[] {
   const out: NftElem[] = [];
+  if (!Array.isArray(elems)) return out;
+  for (const e of elems) {
+    let val: Json | undefined = e;
+    let expiresS: number | undefined;
+    if (e && typeof e === 'object' && !Array.isArray(e) && 'elem' in e) {
+      const inner = e['elem'];
+      if (inner && typeof inner === 'object' && !Array.isArray(inner)) {
+        val = inner['val'];
+        if (typeof inner['expires'] === 'number') expiresS = inner['expires'];
+        else if (typeof inner['timeout'] === 'number') expiresS = inner['timeout'];
+      }
+    }
+    const t = valText(val);
+    const key = t === undefined ? undefined : keyOf(t);
+    if (key !== undefined) out.push({ key, expiresS });
+  }
+  return out;
+}
+
+function collectRefs(j: Json | undefined, into: Set<string>): void {
+  if (typeof j === 'string') { if (j.startsWith('@')) into.add(j.slice(1)); return; }
+  if (Array.isArray(j)) { for (const x of j) collectRefs(x, into); return; }
+  if (j && typeof j === 'object') for (const v of Object.values(j)) collectRefs(v, into);
+}
+
+export interface NftTable {
+  /** Our sets (v4, v6, v4n24, ...) with their elements. */
+  readonly sets: Map<string, NftElem[]>;
+  /** Whether `chain input` exists with an input hook. */
+  readonly hooked: boolean;
+  /** Sets referenced by the rules of `chain input`. */
+  readonly referenced: Set<string>;
+}
+
+/** Parses `nft -j list table inet <t>` (or `nft -j list set ...`) output. */
+export function parseNftJson(text: string): NftTable {
+  const doc = JSON.parse(text) as { nftables?: Json[] };
+  const sets = new Map<string, NftElem[]>();
+  const referenced = new Set<string>();
+  let hooked = false;
   for (const o of doc.nftables ?? []) {
     if (!o || typeof o !== 'object' || Array.isArray(o)) continue;
     const set = o['set'];
-    if (!set || typeof set !== 'object' || Array.isArray(set)) continue;
-    const elems = set['elem'];
-    if (!Array.isArray(elems)) continue;
-    for (const e of elems) {
-      let val: Json | undefined = e;
-      let expiresS: number | undefined;
-      if (e && typeof e === 'object' && !Array.isArray(e) && 'elem' in e) {
-        const inner = e['elem'];
-        if (inner && typeof inner === 'object' && !Array.isArray(inner)) {
-          val = inner['val'];
-          if (typeof inner['expires'] === 'number') expiresS = inner['expires'];
-          else if (typeof inner['timeout'] === 'number') expiresS = inner['timeout'];
-        }
-      }
-      const t = valText(val);
-      const key = t === undefined ? undefined : keyOf(t);
-      if (key !== undefined) out.push({ key, expiresS });
+    if (set && typeof set === 'object' && !Array.isArray(set) && typeof set['name'] === 'string' && OUR_SET.test(set['name'])) {
+      sets.set(set['name'], elemsOf(set['elem']));
     }
+    const chain = o['chain'];
+    if (chain && typeof chain === 'object' && !Array.isArray(chain) && chain['name'] === 'input' && chain['hook'] === 'input') hooked = true;
+    const rule = o['rule'];
+    if (rule && typeof rule === 'object' && !Array.isArray(rule) && rule['chain'] === 'input') collectRefs(rule['expr'], referenced);
   }
-  return out;
+  return { sets, hooked, referenced };
 }
 
 export class NftBackend implements KernelFirewall {
   readonly name = 'nftables';
   private readonly run: Runner;
   private readonly now: () => number;
+  /** Prefix sets known to exist with their rule (filled by ensure and by apply). */
+  private readonly nets = new Set<string>();
 
   constructor(private readonly cfg: ResolvedFirewallConfig, opts: BackendOptions = {}) {
     this.run = opts.run ?? makeRunner({ netns: cfg.netns, timeoutMs: cfg.commandTimeoutMs });
@@ -84,25 +114,35 @@ export class NftBackend implements KernelFirewall {
     return `inet ${this.cfg.table}`;
   }
 
-  /** The nft script that creates (idempotently) the table, sets and chain, and rewrites the chain's rules atomically. */
-  ensureScript(): string {
-    const { maxelem } = this.cfg;
+  private setDecl(name: string): string {
+    const type = name.startsWith('v4') ? 'ipv4_addr' : 'ipv6_addr';
+    const flags = name.includes('n') ? 'interval, timeout' : 'timeout';
+    return `add set ${this.t} ${name} { type ${type}; flags ${flags}; size ${this.cfg.maxelem}; }`;
+  }
+
+  private ruleFor(name: string): string {
     const ports = this.cfg.ports === 'all' ? '' : `tcp dport { ${this.cfg.ports.join(', ')} } `;
     const verdict = this.cfg.target === 'drop' ? 'drop' : 'reject';
+    return `add rule ${this.t} input ${ports}${name.startsWith('v4') ? 'ip' : 'ip6'} saddr @${name} ${verdict}`;
+  }
+
+  private hostSets(): string[] {
+    return this.cfg.ipv6 ? ['v4', 'v6'] : ['v4'];
+  }
+
+  /**
+   * The nft script that creates (idempotently) the table, sets and chain, and rewrites the
+   * chain's rules in the same transaction (so there is no moment without them).
+   */
+  ensureScript(nets: Iterable<string> = []): string {
+    const names = [...this.hostSets(), ...[...nets].filter((n) => this.cfg.ipv6 || n.startsWith('v4')).sort()];
     const lines = [
       `add table ${this.t}`,
-      `add set ${this.t} v4 { type ipv4_addr; flags timeout; size ${maxelem}; }`,
-      `add set ${this.t} v6 { type ipv6_addr; flags timeout; size ${maxelem}; }`,
-      `add set ${this.t} v4net { type ipv4_addr; flags interval, timeout; size ${maxelem}; }`,
-      `add set ${this.t} v6net { type ipv6_addr; flags interval, timeout; size ${maxelem}; }`,
+      ...names.map((n) => this.setDecl(n)),
       `add chain ${this.t} input { type filter hook input priority filter - 10; policy accept; }`,
       `flush chain ${this.t} input`,
-      `add rule ${this.t} input ${ports}ip saddr @v4 ${verdict}`,
-      `add rule ${this.t} input ${ports}ip saddr @v4net ${verdict}`,
+      ...names.map((n) => this.ruleFor(n)),
     ];
-    if (this.cfg.ipv6) {
-      lines.push(`add rule ${this.t} input ${ports}ip6 saddr @v6 ${verdict}`, `add rule ${this.t} input ${ports}ip6 saddr @v6net ${verdict}`);
-    }
     return lines.join('\n') + '\n';
   }
 
@@ -111,8 +151,22 @@ export class NftBackend implements KernelFirewall {
     await this.run('nft', ['list', 'tables']); // MJ_FW_PERM / MJ_FW_KERNEL without privilege or nf_tables
   }
 
+  /** Our table as the kernel holds it, or undefined when it does not exist. */
+  private async table(): Promise<NftTable | undefined> {
+    try {
+      return parseNftJson((await this.run('nft', ['-j', 'list', 'table', 'inet', this.cfg.table])).stdout);
+    } catch (e) {
+      if (codeOf(e) === FW_CODES.SET_MISSING) return undefined;
+      throw e;
+    }
+  }
+
   async ensure(): Promise<void> {
-    await this.run('nft', ['-f', '-'], this.ensureScript());
+    const have = await this.table();
+    const nets = [...(have?.sets.keys() ?? [])].filter((n) => n.includes('n'));
+    await this.run('nft', ['-f', '-'], this.ensureScript(nets));
+    this.nets.clear();
+    for (const n of nets) this.nets.add(n);
   }
 
   /**
@@ -137,10 +191,15 @@ export class NftBackend implements KernelFirewall {
         return `add element ${s} { ${i.target.key} }; delete element ${s} { ${i.target.key} }` + (add ? `; add element ${s} { ${add} }` : '');
       }).join('\n') + '\n';
     }
+    const bySet = new Map<string, Item[]>();
+    for (const i of items) {
+      const name = setOf(i);
+      const list = bySet.get(name);
+      if (list) list.push(i);
+      else bySet.set(name, [i]);
+    }
     const lines: string[] = [];
-    for (const name of SETS) {
-      const mine = items.filter((i) => setOf(i) === name);
-      if (mine.length === 0) continue;
+    for (const [name, mine] of bySet) {
       const keys = mine.map((i) => i.target.key).join(', ');
       lines.push(`add element ${this.t} ${name} { ${keys} }`, `delete element ${this.t} ${name} { ${keys} }`);
       const adds = mine.map(el).filter((x): x is string => x !== undefined);
@@ -159,6 +218,12 @@ export class NftBackend implements KernelFirewall {
     }
     if (todo.length === 0) return report([], [], refused);
     try {
+      // A prefix length seen for the first time gets its set and rule first.
+      const fresh = [...new Set(todo.filter((i) => i.target.net).map(setOf))].filter((n) => !this.nets.has(n));
+      if (fresh.length > 0) {
+        await this.run('nft', ['-f', '-'], fresh.flatMap((n) => [this.setDecl(n), this.ruleFor(n)]).join('\n') + '\n');
+        for (const n of fresh) this.nets.add(n);
+      }
       await this.run('nft', ['-f', '-'], this.batchScript(todo, false));
       return report(todo, [], refused);
     } catch (e) {
@@ -184,52 +249,41 @@ export class NftBackend implements KernelFirewall {
     return report(ok, failed, refused);
   }
 
-  private async listSet(name: SetName): Promise<NftElem[]> {
-    return parseNftSetJson((await this.run('nft', ['-j', 'list', 'set', 'inet', this.cfg.table, name])).stdout);
-  }
-
   async list(): Promise<ReadonlyMap<string, number>> {
     const now = this.now();
+    const tab = await this.table();
+    if (!tab) throw new FirewallError(FW_CODES.SET_MISSING, `table ${this.t} does not exist`, `nft -j list table ${this.t}`, '');
     const out = new Map<string, number>();
-    for (const name of SETS) {
+    for (const [name, elems] of tab.sets) {
       if (!this.cfg.ipv6 && name.startsWith('v6')) continue;
-      for (const e of await this.listSet(name)) out.set(e.key, e.expiresS === undefined ? 0 : now + e.expiresS * 1000);
+      for (const e of elems) out.set(e.key, e.expiresS === undefined ? 0 : now + e.expiresS * 1000);
     }
     return out;
   }
 
   async status(): Promise<FirewallStatus> {
+    const tab = await this.table();
     const entries = { v4: 0, v6: 0 };
-    let present = true;
-    for (const name of SETS) {
-      try {
-        const n = (await this.listSet(name)).length;
-        if (name.startsWith('v4')) entries.v4 += n;
-        else entries.v6 += n;
-      } catch (e) {
-        if (codeOf(e) !== FW_CODES.SET_MISSING) throw e;
-        present = false;
-      }
+    if (!tab) return { present: false, hooked: false, entries, maxelem: this.cfg.maxelem };
+    // Each set has its own capacity: report the fullest set of each family.
+    for (const [name, elems] of tab.sets) {
+      if (name.startsWith('v4')) entries.v4 = Math.max(entries.v4, elems.length);
+      else entries.v6 = Math.max(entries.v6, elems.length);
     }
-    let hooked = true;
-    try {
-      const chain = (await this.run('nft', ['list', 'chain', 'inet', this.cfg.table, 'input'])).stdout;
-      hooked = chain.includes('hook input') && chain.includes('@v4');
-    } catch (e) {
-      if (codeOf(e) !== FW_CODES.SET_MISSING && codeOf(e) !== FW_CODES.EXEC) throw e;
-      hooked = false;
-    }
+    const present = this.hostSets().every((n) => tab.sets.has(n)) && [...this.nets].every((n) => tab.sets.has(n));
+    const wanted = [...tab.sets.keys()].filter((n) => this.cfg.ipv6 || n.startsWith('v4'));
+    const hooked = tab.hooked && wanted.every((n) => tab.referenced.has(n));
     return { present, hooked, entries, maxelem: this.cfg.maxelem };
   }
 
   async stop(opts: { purge?: boolean } = {}): Promise<void> {
-    const tables = (await this.run('nft', ['list', 'tables'])).stdout;
-    if (!tables.split('\n').some((l) => l.trim() === `table ${this.t}`)) return;
+    const tab = await this.table();
+    if (!tab) return;
     if (opts.purge) {
       await this.run('nft', ['delete', 'table', 'inet', this.cfg.table]);
+      this.nets.clear();
       return;
     }
-    const chains = (await this.run('nft', ['list', 'table', 'inet', this.cfg.table])).stdout;
-    if (/\bchain input\b/.test(chains)) await this.run('nft', ['delete', 'chain', 'inet', this.cfg.table, 'input']);
+    if (tab.hooked) await this.run('nft', ['delete', 'chain', 'inet', this.cfg.table, 'input']);
   }
 }

@@ -49,6 +49,13 @@ export function keyOf(text: string): string | undefined {
   return len === (addr.includes(':') ? 128 : 32) ? addr : c;
 }
 
+/** Address and prefix length of a key (a bare address has the full length). */
+export function splitKey(key: string): { addr: string; len: number } {
+  const i = key.indexOf('/');
+  if (i < 0) return { addr: key, len: key.includes(':') ? 128 : 32 };
+  return { addr: key.slice(0, i), len: Number(key.slice(i + 1)) };
+}
+
 /** Canonical key for a ledger target (Ip or Cidr), or undefined if invalid. */
 export function ledgerKey(t: Ip | Cidr | string): string | undefined {
   return checkTarget(t)?.key;

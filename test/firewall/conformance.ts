@@ -72,6 +72,10 @@ export async function conformance(t: TestContext, h: Harness): Promise<void> {
     ]);
     assert.deepEqual(rep.failed, []);
     assert.equal(rep.applied, 6);
+    // prefixes of other lengths overlapping banned ones (escalation /64 → /48, /24 → /16) coexist
+    const wider = await b.apply([ban(net('2001:db8::/48'), now + 60_000), ban(net('198.51.0.0/16'), now + 60_000), ban(net('198.51.100.0/25'), now + 60_000)]);
+    assert.deepEqual(wider.failed, []);
+    await b.apply([unban(net('2001:db8::/48')), unban(net('198.51.0.0/16')), unban(net('198.51.100.0/25'))]);
     const l = await b.list();
     assert.deepEqual([...l.keys()].sort(), ['192.0.2.1', '198.51.100.0/24', '198.51.100.9', '2001:db8:1::/64', '2001:db8::1', '203.0.113.7']);
     near(l.get('192.0.2.1'), now + 600_000);

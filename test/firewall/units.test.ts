@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { resolveFirewallConfig } from '../../src/firewall/config.js';
 import { classify, FW_CODES, makeRunner } from '../../src/firewall/exec.js';
 import { parseIpsetHeader, parseIpsetSave, restoreLine } from '../../src/firewall/ipset.js';
-import { NftBackend, parseNftSetJson } from '../../src/firewall/nft.js';
+import { NftBackend, parseNftJson } from '../../src/firewall/nft.js';
 import { diff } from '../../src/firewall/reconcile.js';
 import { checkTarget, keyOf, MAX_TIMEOUT_S, prepare, timeoutFor } from '../../src/firewall/targets.js';
 import type { Ip, MailjailError } from '../../src/types.js';
@@ -77,16 +77,25 @@ test('restoreLine and the nft batch script', () => {
   assert.equal(nft.batchScript(items, false), [
     'add element inet mj v4 { 192.0.2.1 }', 'delete element inet mj v4 { 192.0.2.1 }', 'add element inet mj v4 { 192.0.2.1 timeout 60s }',
     'add element inet mj v6 { 2001:db8::1 }', 'delete element inet mj v6 { 2001:db8::1 }',
-    'add element inet mj v6net { 2001:db8:1::/64 }', 'delete element inet mj v6net { 2001:db8:1::/64 }', 'add element inet mj v6net { 2001:db8:1::/64 }',
+    'add element inet mj v6n64 { 2001:db8:1::/64 }', 'delete element inet mj v6n64 { 2001:db8:1::/64 }', 'add element inet mj v6n64 { 2001:db8:1::/64 }',
   ].join('\n') + '\n');
-  assert.match(nft.ensureScript(), /tcp dport \{ 25, 110, 143, 465, 587, 993, 995, 4190 \} ip saddr @v4 drop/);
+  const ens = nft.ensureScript(['v6n64', 'v4n24']);
+  assert.match(ens, /tcp dport \{ 25, 110, 143, 465, 587, 993, 995, 4190 \} ip saddr @v4 drop/);
+  assert.match(ens, /add set inet mj v4n24 \{ type ipv4_addr; flags interval, timeout; size 65536; \}/);
+  assert.match(ens, /ip6 saddr @v6n64 drop/);
 });
 
-test('parseNftSetJson reads hosts, prefixes, timeouts', () => {
-  const j = '{"nftables": [{"metainfo": {}}, {"set": {"name": "v4net", "elem": [{"elem": {"val": {"prefix": {"addr": "10.0.0.0", "len": 24}}, "timeout": 200, "expires": 199}}, {"prefix": {"addr": "10.1.0.0", "len": 16}}, "192.0.2.1", {"elem": {"val": "192.0.2.2", "timeout": 9, "expires": 3}}]}}]}';
-  assert.deepEqual(parseNftSetJson(j), [
-    { key: '10.0.0.0/24', expiresS: 199 }, { key: '10.1.0.0/16', expiresS: undefined }, { key: '192.0.2.1', expiresS: undefined }, { key: '192.0.2.2', expiresS: 3 },
+test('parseNftJson reads our sets (hosts, prefixes, timeouts), the hook and the rules', () => {
+  const j = '{"nftables": [{"metainfo": {}}, {"table": {"family": "inet", "name": "mj"}}, {"set": {"name": "v4n24", "elem": [{"elem": {"val": {"prefix": {"addr": "10.0.0.0", "len": 24}}, "timeout": 200, "expires": 199}}, {"prefix": {"addr": "10.1.0.0", "len": 24}}]}},' +
+    '{"set": {"name": "v4", "elem": ["192.0.2.1", {"elem": {"val": "192.0.2.2", "timeout": 9, "expires": 3}}]}}, {"set": {"name": "other", "elem": ["192.0.2.9"]}},' +
+    '{"chain": {"family": "inet", "table": "mj", "name": "input", "hook": "input", "prio": -10}}, {"rule": {"chain": "input", "expr": [{"match": {"op": "==", "right": "@v4"}}, {"drop": null}]}}]}';
+  const t = parseNftJson(j);
+  assert.deepEqual([...t.sets], [
+    ['v4n24', [{ key: '10.0.0.0/24', expiresS: 199 }, { key: '10.1.0.0/24', expiresS: undefined }]],
+    ['v4', [{ key: '192.0.2.1', expiresS: undefined }, { key: '192.0.2.2', expiresS: 3 }]],
   ]);
+  assert.equal(t.hooked, true);
+  assert.deepEqual([...t.referenced], ['v4']);
 });
 
 test('classify maps tool errors to stable codes', () => {
