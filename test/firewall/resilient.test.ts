@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { DryRunBackend } from '../../src/firewall/dryrun.js';
+import { createFirewall } from '../../src/firewall/index.js';
 import { FirewallError, FW_CODES } from '../../src/firewall/exec.js';
 import { ResilientFirewall, type FirewallEvent } from '../../src/firewall/resilient.js';
 import type { ApplyReport, BanDecision, Ip } from '../../src/types.js';
@@ -100,4 +101,14 @@ test('concurrent applies are serialised: every decision lands exactly once', asy
   assert.equal(reps.reduce((n, x) => n + x.applied, 0), 20);
   assert.equal((await b.list()).size, 20);
   r.close();
+});
+
+test('createFirewall builds the configured backend inside the wrapper and reconciles on start', async () => {
+  const fw = createFirewall({ backend: 'dry-run', prefix: 'mjc' }, { activeBans: () => new Map([['192.0.2.1', until], ['bogus', until]]), checkIntervalMs: 0 });
+  const rep = await fw.start();
+  assert.equal(fw.name, 'dry-run');
+  assert.deepEqual({ added: rep?.added, invalid: rep?.invalid }, { added: 1, invalid: ['bogus'] });
+  assert.deepEqual([...(await fw.list()).keys()], ['192.0.2.1']);
+  assert.match((fw.backend as DryRunBackend).log.at(-1) ?? '', /^add mjc-v4 192\.0\.2\.1 timeout 3\d{3}$/);
+  await fw.stop({ purge: true });
 });
