@@ -105,8 +105,11 @@ export async function conformance(t: TestContext, h: Harness): Promise<void> {
     near(l.get('2001:db8:1::/64'), 0);
     // a longer ban replaces the timeout, it does not add a second entry
     await b.apply([ban(ip('192.0.2.1'), now + 1_200_000), ban(net('2001:db8:1::/64'), now + 120_000)]);
+    // two policies banning one address in one batch: the longer ban holds
+    await b.apply([ban(ip('203.0.113.7'), now + 900_000), ban(ip('203.0.113.7'), now + 30_000)]);
     const l2 = await b.list();
     assert.equal(l2.size, 6);
+    near(l2.get('203.0.113.7'), now + 900_000);
     near(l2.get('192.0.2.1'), now + 1_200_000);
     near(l2.get('2001:db8:1::/64'), now + 120_000);
     await b.stop({ purge: true });

@@ -112,3 +112,19 @@ test('createFirewall builds the configured backend inside the wrapper and reconc
   assert.match((fw.backend as DryRunBackend).log.at(-1) ?? '', /^add mjc-v4 192\.0\.2\.1 timeout 3\d{3}$/);
   await fw.stop({ purge: true });
 });
+
+test('a ban never shortens a longer one still running (several policies, one kernel entry); an unban lifts it', async () => {
+  const b = new Flaky();
+  const now = Date.now();
+  const r = new ResilientFirewall(b, { activeBans: () => [['192.0.2.1', now + 7_200_000], ['192.0.2.1', now + 600_000]], checkIntervalMs: 0 });
+  await r.start();
+  const exp = async (): Promise<number | undefined> => (await b.list()).get('192.0.2.1');
+  assert.ok(Math.abs((await exp())! - (now + 7_200_000)) < 2000, 'ledger duplicates: the later end wins');
+  await r.apply([ban('192.0.2.1' as Ip, now + 600_000)]); // another policy, shorter
+  assert.ok(Math.abs((await exp())! - (now + 7_200_000)) < 2000);
+  await r.apply([ban('192.0.2.1' as Ip, now + 9_000_000)]); // longer: extends
+  assert.ok(Math.abs((await exp())! - (now + 9_000_000)) < 2000);
+  await r.apply([unban('192.0.2.1' as Ip), ban('192.0.2.1' as Ip, now + 600_000)]); // lifted, then a fresh short ban
+  assert.ok(Math.abs((await exp())! - (now + 600_000)) < 2000);
+  r.close();
+});

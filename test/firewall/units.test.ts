@@ -46,6 +46,13 @@ test('prepare coalesces per target (last wins) and refuses invalid ones', () => 
   assert.equal((refused[0]!.error as MailjailError).code, FW_CODES.TARGET);
 });
 
+test('prepare merges bans of one target to the latest end; an unban resets', () => {
+  const { items } = prepare([ban('192.0.2.1' as Ip, 9000), ban('192.0.2.1' as Ip, 5000), ban('192.0.2.2' as Ip, 5000), unban('192.0.2.2' as Ip), ban('192.0.2.2' as Ip, 3000),
+    ban('192.0.2.3' as Ip, 0), ban('192.0.2.3' as Ip, 5000)]);
+  assert.deepEqual(items.map((i) => [i.target.key, i.decision.action, i.decision.action === 'ban' ? i.decision.until : -1]),
+    [['192.0.2.1', 'ban', 9000], ['192.0.2.2', 'ban', 3000], ['192.0.2.3', 'ban', 0]]);
+});
+
 test('config: defaults, derived names and refusals', () => {
   const c = resolveFirewallConfig();
   assert.equal(c.backend, 'ipset');
