@@ -151,7 +151,7 @@ export class ResilientFirewall implements FirewallBackend {
   /** Reconciles the kernel with the ledger and takes the ledger as the ban ends to keep. */
   private async reconcileLedger(): Promise<ReconcileReport | undefined> {
     if (!this.opts.activeBans) return undefined;
-    const ledger = this.opts.activeBans();
+    const ledger = [...this.opts.activeBans()]; // read once: it may be a one-shot iterator
     const rep = await reconcile(this.backend, ledger);
     this.banned.clear();
     for (const [target, until] of ledger) {

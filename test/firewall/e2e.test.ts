@@ -20,7 +20,8 @@ const A4 = '192.0.2.1' as Ip, P4 = '192.0.2.2';
 const A6 = '2001:db8::1' as Ip, P6 = '2001:db8::2';
 
 // Listens on a mail port (25) and a port outside the banned list (8080), on :: (dual stack).
-const LISTENER = `const net=require('net');let n=0;for(const port of [25,8080]){net.createServer(c=>c.end('hi\\n')).listen({port,host:'::'},()=>{if(++n===2)console.log('ready')})}`;
+// A client that gave up may reset its connection: ignore socket errors so the listener never dies.
+const LISTENER = `const net=require('net');let n=0;for(const port of [25,8080]){net.createServer(c=>{c.on('error',()=>{});c.end('hi\\n')}).listen({port,host:'::'},()=>{if(++n===2)console.log('ready')})}`;
 // Reads "id host port" lines, answers "id ok|timeout|error CODE" for each (probes run concurrently).
 // The 1 s connect timeout is far above a local connect, even on a loaded CI machine.
 const PROBER = `const net=require('net');require('readline').createInterface({input:process.stdin}).on('line',l=>{const[id,h,p]=l.split(' ');const s=net.connect({host:h,port:+p});let d=false;const fin=r=>{if(d)return;d=true;s.destroy();console.log(id+' '+r)};s.setTimeout(1000,()=>fin('timeout'));s.on('data',()=>fin('ok'));s.on('error',e=>fin('error '+e.code))})`;
