@@ -56,7 +56,7 @@ export class DryRunBackend implements KernelFirewall {
   }
 
   async apply(batch: readonly BanDecision[]): Promise<ApplyReport> {
-    const { items, refused } = prepare(batch);
+    const { items, refused } = prepare(batch, { ipv6: this.cfg.ipv6 });
     if (!this.present) {
       const err = new FirewallError(FW_CODES.SET_MISSING, `set ${this.cfg.set4} does not exist (dry-run: ensure() not called)`, 'dry-run', '');
       return report([], items.map((item) => ({ item, error: err })), refused);
@@ -68,10 +68,6 @@ export class DryRunBackend implements KernelFirewall {
     for (const item of items) {
       const d = item.decision;
       const key = item.target.key;
-      if (item.target.family === 6 && !this.cfg.ipv6) {
-        failed.push({ item, error: new FirewallError(FW_CODES.TARGET, `IPv6 is disabled in the firewall config: ${key}`, 'dry-run', '') });
-        continue;
-      }
       if (d.action === 'unban') {
         this.entries.delete(key);
         this.record(`del ${this.set(item)} ${key}`);

@@ -104,12 +104,16 @@ export function merge(prev: BanDecision | undefined, d: BanDecision): BanDecisio
  * Splits a batch into valid items, one per target in first-seen order (see merge(): same end
  * state, fewer lines), and refused decisions whose target is not a valid Ip/Cidr.
  */
-export function prepare(batch: readonly BanDecision[]): { items: Item[]; refused: { decision: BanDecision; error: Error }[] } {
+export function prepare(batch: readonly BanDecision[], opts: { ipv6?: boolean } = {}): { items: Item[]; refused: { decision: BanDecision; error: Error }[] } {
   const byKey = new Map<string, Item>();
   const refused: { decision: BanDecision; error: Error }[] = [];
   for (const d of batch) {
     let t: Target;
     try { t = requireTarget(d.target); } catch (e) { refused.push({ decision: d, error: e as Error }); continue; }
+    if (t.family === 6 && opts.ipv6 === false) {
+      refused.push({ decision: d, error: new FirewallError(FW_CODES.TARGET, `IPv6 is disabled in the firewall config: ${t.key}`, '(none)', '') });
+      continue;
+    }
     const prev = byKey.get(t.key);
     if (prev) { prev.decision = merge(prev.decision, d); prev.all.push(d); }
     else byKey.set(t.key, { decision: d, target: t, all: [d] });
