@@ -84,7 +84,7 @@ async function makeLab(): Promise<Lab> {
   }
 }
 
-async function scenario(t: TestContext, make: (ns: string) => KernelFirewall): Promise<void> {
+async function scenario(t: TestContext, make: (ns: string, maxelem?: number) => KernelFirewall): Promise<void> {
   const lab = await makeLab();
   try {
     const fw = make(lab.protectedNs);
@@ -99,6 +99,12 @@ async function scenario(t: TestContext, make: (ns: string) => KernelFirewall): P
       const rep = await fw.apply([ban(A4, Date.now() + 60_000), ban(A6, Date.now() + 60_000)]);
       assert.deepEqual(rep.failed, []);
       assert.deepEqual(await Promise.all([lab.probe(P4, 25), lab.probe(P6, 25), lab.probe(P4, 8080), lab.probe(P6, 8080)]), ['timeout', 'timeout', 'ok', 'ok']);
+    });
+    await t.test('raising maxelem while banned (set rebuilt and swapped in) keeps dropping', async () => {
+      const bigger = make(lab.protectedNs, 131_072);
+      await bigger.ensure();
+      assert.equal((await bigger.status()).maxelem, 131_072);
+      assert.deepEqual(await both(), ['timeout', 'timeout']);
     });
     await t.test('unbanned: reachable again', async () => {
       await fw.apply([unban(A4), unban(A6)]);
@@ -137,11 +143,11 @@ async function scenario(t: TestContext, make: (ns: string) => KernelFirewall): P
 test('e2e: ipset + iptables drop a banned peer across a veth pair', async (t) => {
   const skip = kernelSkipReason(['ipset', 'iptables', 'ip6tables']);
   if (skip) { console.warn(`SKIPPED ipset e2e: ${skip}`); t.skip(skip); return; }
-  await scenario(t, (ns) => new IpsetBackend(resolveFirewallConfig({ backend: 'ipset', prefix: 'mje2e', netns: ns })));
+  await scenario(t, (ns, maxelem) => new IpsetBackend(resolveFirewallConfig({ backend: 'ipset', prefix: 'mje2e', netns: ns, ...(maxelem ? { maxelem } : {}) })));
 });
 
 test('e2e: nftables drops a banned peer across a veth pair', async (t) => {
   const skip = kernelSkipReason(['nft']);
   if (skip) { console.warn(`SKIPPED nftables e2e: ${skip}`); t.skip(skip); return; }
-  await scenario(t, (ns) => new NftBackend(resolveFirewallConfig({ backend: 'nftables', prefix: 'mje2e', netns: ns })));
+  await scenario(t, (ns, maxelem) => new NftBackend(resolveFirewallConfig({ backend: 'nftables', prefix: 'mje2e', netns: ns, ...(maxelem ? { maxelem } : {}) })));
 });
