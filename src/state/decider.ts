@@ -189,7 +189,7 @@ export class Decider {
     if (req.bantime !== undefined && !(Number.isFinite(req.bantime) && req.bantime > 0)) throw new MailjailError('MJ_STATE_BANTIME', 'bantime must be > 0 seconds');
     const st = this.stateFor(req.policy ?? MANUAL_POLICY, req.policy === undefined);
     const rec = this.decide(st, target, req.ruleId ?? 'operator', req.now, req.bantime);
-    st.table.delete(target);
+    st.table.forget(target);
     this.s.operatorBans++;
     this.ledger?.record([{ t: 'ban', ...rec, through: this.through() }]);
     return [{ action: 'ban', target: rec.target, until: rec.until, level: rec.level, policy: rec.policy, ruleId: rec.ruleId, evidence: [] }];
@@ -202,7 +202,7 @@ export class Decider {
     const out: BanDecision[] = [];
     const entries: LedgerEntry[] = [];
     for (const st of this.allStates()) {
-      st.table.delete(target);
+      st.table.forget(target);
       const rec = st.bans.get(target);
       if (!rec || rec.until <= req.now) continue;
       st.bans.set(target, { ...rec, until: req.now });
@@ -322,7 +322,7 @@ export class Decider {
     let target: Ip | Cidr = key as Ip | Cidr;
     // Never let a prefix ban cover an allowlisted address: fall back to the offending address.
     if (target !== m.ip && this.allowlist?.overlaps(target as Cidr)) target = m.ip;
-    st.table.delete(key);
+    st.table.forget(key);
     this.s.bans++;
     return this.decide(st, target, m.ruleId, t);
   }

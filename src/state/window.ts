@@ -58,9 +58,14 @@ export class SlotTable {
     return slot;
   }
 
-  /** Stops tracking `key` (after a ban or an operator unban); not an eviction. */
-  delete(key: string): void {
-    this.lru.delete(key);
+  /**
+   * Forgets the attempts of `key` (after a ban or an operator unban). The key keeps its slot rather
+   * than leaving the LRU: lru-cache's delete of the last entry clears its whole preallocated
+   * arrays (O(max)), which would cost milliseconds per ban on a quiet server.
+   */
+  forget(key: string): void {
+    const slot = this.lru.peek(key);
+    if (slot !== undefined) this.reset(slot);
   }
 
   /** Time of the newest attempt in the slot (-Infinity if none). */
