@@ -9,6 +9,7 @@ const ATTACKERS = Number(process.argv[2] ?? 1_000_000);
 const SPRAY = Number(process.argv[3] ?? 10_000_000);
 const T0 = Date.UTC(2026, 10, 4);
 const mb = (n: number): string => `${(n / 1048576).toFixed(1)} MB`;
+const gcNote = global.gc ? 'after a forced GC at each report' : 'no forced GC (run with --expose-gc to force one per report)';
 
 const d = new Decider({ policies: [DEFAULT_POLICY], maxTracked: 1_000_000 });
 const origin = { kind: 'file', name: 'bench.log' } as const;
@@ -27,10 +28,10 @@ function report(phase: string, done: number, t0: number, n0: number): void {
   const mu = process.memoryUsage();
   const st = d.stats();
   const rate = (done - n0) / ((performance.now() - t0) / 1000);
-  console.log(`${phase.padEnd(9)} events=${String(done).padStart(9)} tracked=${String(st.tracked).padStart(8)} evictions=${String(st.evictions).padStart(9)} rss=${mb(mu.rss).padStart(9)} heapUsed=${mb(mu.heapUsed).padStart(9)} ext+ab=${mb(mu.external + mu.arrayBuffers).padStart(8)} rate=${Math.round(rate).toLocaleString('en')}/s`);
+  console.log(`${phase.padEnd(9)} events=${String(done).padStart(9)} tracked=${String(st.tracked).padStart(8)} evictions=${String(st.evictions).padStart(9)} rss=${mb(mu.rss).padStart(9)} heapUsed=${mb(mu.heapUsed).padStart(9)} tables=${mb(st.tableBytes).padStart(8)} rate=${Math.round(rate).toLocaleString('en')}/s`);
 }
 
-console.log(`node ${process.version}, start rss=${mb(process.memoryUsage().rss)}`);
+console.log(`node ${process.version}, ${gcNote}, start rss=${mb(process.memoryUsage().rss)}`);
 let events = 0;
 let t = T0;
 let mark = performance.now(), markN = 0;

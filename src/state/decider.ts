@@ -1,7 +1,7 @@
 // The single writer of ban decisions. Pure and synchronous: matches in, decisions out; the clock is
 // the caller's `now` (event time in replay, wall time live), so replay and live share every line.
 // Each policy keeps its own bounded counters (SlotTable), active bans and ban history.
-import { isIpv6, parseCidr, prefixOf, splitCidr } from '../parse/ip.js';
+import { ipBytes, isIpv6, parseCidr, prefixOf, splitCidr } from '../parse/ip.js';
 import { MailjailError } from '../types.js';
 import type { BanDecision, Cidr, Ip, Match } from '../types.js';
 import type { Allowlist } from './allowlist.js';
@@ -49,6 +49,8 @@ export interface DeciderStats {
   tracked: number;
   /** Keys pushed out of a full table (their counts are lost). */
   evictions: number;
+  /** Bytes held by the counting tables' typed arrays (fixed by the number of slots ever used). */
+  tableBytes: number;
   sessionsEvicted: number;
   /** Outages detected (weak lines from many addresses at once). */
   outages: number;
@@ -189,7 +191,7 @@ export class Decider {
     if (req.bantime !== undefined && !(Number.isFinite(req.bantime) && req.bantime > 0)) throw new MailjailError('MJ_STATE_BANTIME', 'bantime must be > 0 seconds');
     const st = this.stateFor(req.policy ?? MANUAL_POLICY, req.policy === undefined);
     const rec = this.decide(st, target, req.ruleId ?? 'operator', req.now, req.bantime);
-    st.table.forget(tableKey(splitCidr(parseCidr(target)!).addr, st.p));
+    forgetCounts(st.table, splitCidr(parseCidr(target)!).addr, st.p);
     this.s.operatorBans++;
     this.ledger?.record([{ t: 'ban', ...rec, through: this.through() }]);
     return [{ action: 'ban', target: rec.target, until: rec.until, level: rec.level, policy: rec.policy, ruleId: rec.ruleId, evidence: [] }];
@@ -203,7 +205,7 @@ export class Decider {
     const entries: LedgerEntry[] = [];
     const addr = splitCidr(parseCidr(target)!).addr;
     for (const st of this.allStates()) {
-      st.table.forget(tableKey(addr, st.p));
+      forgetCounts(st.table, addr, st.p);
       const rec = st.bans.get(target);
       if (!rec || rec.until <= req.now) continue;
       st.bans.set(target, { ...rec, until: req.now });
@@ -278,16 +280,17 @@ export class Decider {
   }
 
   stats(): DeciderStats {
-    let tracked = 0, evictions = 0, activeBans = 0;
+    let tracked = 0, evictions = 0, activeBans = 0, tableBytes = 0;
     for (const st of this.allStates()) {
       tracked += st.table.size;
+      tableBytes += st.table.bytes;
       evictions += st.table.evictions;
       activeBans += st.bans.size;
     }
     const d = this.dedupe.stats;
     return {
       ...this.s, absorbed: d.absorbed, sessionsEvicted: d.sessionsEvicted, outages: d.outages,
-      outage: this.dedupe.outage, tracked, evictions, activeBans,
+      outage: this.dedupe.outage, tracked, evictions, tableBytes, activeBans,
     };
   }
 
@@ -295,7 +298,6 @@ export class Decider {
 
   /** Adds `n` attempts of `m` to policy `st`; returns the ban record when this makes maxretry. */
   private count(st: PolicyState, m: Match, n: number, weak: boolean, outage: boolean, now: number): BanRecord | undefined {
-    const key = tableKey(m.ip, st.p);
     if (st.bans.size > 0) {
       const target = keyOf(m.ip, st.p);
       const banned = st.bans.get(target) ?? (target !== m.ip ? st.bans.get(m.ip) : undefined);
@@ -304,16 +306,17 @@ export class Decider {
         return undefined;
       }
     }
-    let slot = st.table.get(key);
+    loadKey(st.table.key, m.ip, st.p);
+    let slot = st.table.find();
     if (weak) {
       // A weak line counts only next to a definite failure of the same offender, and never
       // while many addresses fail weakly at once (our auth server is down, not an attack).
-      if (outage || slot === undefined || st.table.lastDefinite(slot) < now - st.window) {
+      if (outage || slot < 0 || st.table.lastDefinite(slot) < now - st.window) {
         this.s.weakIgnored += n;
         return undefined;
       }
     }
-    slot ??= st.table.add(key);
+    if (slot < 0) slot = st.table.add();
     // Out-of-order lines (merged sources) are counted at the newest time seen for the key,
     // so the ring stays in time order.
     const t = Math.max(now, st.table.latest(slot));
@@ -326,7 +329,7 @@ export class Decider {
     let target: Ip | Cidr = keyOf(m.ip, st.p);
     // Never let a prefix ban cover an allowlisted address: fall back to the offending address.
     if (target !== m.ip && this.allowlist?.overlaps(target as Cidr)) target = m.ip;
-    st.table.forget(key);
+    st.table.forget(slot);
     this.s.bans++;
     return this.decide(st, target, m.ruleId, t);
   }
@@ -422,12 +425,20 @@ export function keyOf(ip: Ip, p: Policy): Ip | Cidr {
 }
 
 /**
- * The key of the counting table: IPv4 keys are the (masked) address as a 32-bit integer, which
- * lru-cache keeps without a string per entry (about 30 MB less at 1M tracked); IPv6 keys are the
- * prefix text. `ip` is canonical (minted by parse/ip), so the dotted quad is read without checks.
+ * Writes the counting key of `ip` under policy `p` into a table's key register: IPv4 as
+ * ::ffff:a.b.c.d (masked to the IPv4 prefix), IPv6 as its 16 bytes masked to the IPv6 prefix.
+ * `ip` is canonical (minted by parse/ip), so the dotted quad is read without checks.
  */
-export function tableKey(ip: Ip, p: Policy): number | string {
-  if (isIpv6(ip)) return keyOf(ip, p);
+export function loadKey(key: Uint32Array, ip: Ip, p: Policy): void {
+  if (isIpv6(ip)) {
+    const b = ipBytes(ip);
+    for (let w = 0; w < 4; w++) {
+      const bits = Math.max(0, Math.min(32, p.ipv6Prefix - w * 32));
+      const word = ((b[w * 4]! << 24) | (b[w * 4 + 1]! << 16) | (b[w * 4 + 2]! << 8) | b[w * 4 + 3]!) >>> 0;
+      key[w] = bits === 0 ? 0 : bits === 32 ? word : (word & (-1 << (32 - bits))) >>> 0;
+    }
+    return;
+  }
   let n = 0, octet = 0;
   for (let i = 0; i < ip.length; i++) {
     const c = ip.charCodeAt(i);
@@ -435,7 +446,15 @@ export function tableKey(ip: Ip, p: Policy): number | string {
   }
   n = (n << 8) | octet;
   const len = p.ipv4Prefix;
-  return len === 32 ? n | 0 : (n & (len === 0 ? 0 : (-1 << (32 - len)))) | 0;
+  key[0] = 0; key[1] = 0; key[2] = 0xffff;
+  key[3] = len === 32 ? n >>> 0 : (n & (-1 << (32 - len))) >>> 0;
+}
+
+/** Forgets the counts of the key that holds `addr` under `p`. */
+function forgetCounts(table: SlotTable, addr: Ip, p: Policy): void {
+  loadKey(table.key, addr, p);
+  const slot = table.peek();
+  if (slot >= 0) table.forget(slot);
 }
 
 /** Operator input → canonical Ip (full-length) or Cidr. */
