@@ -83,7 +83,6 @@ interface PolicyState {
 
 const SWEEP_EVERY = 65_536;
 const MAX_EVENTS = 10_000;
-const NO_DECISIONS: readonly BanDecision[] = Object.freeze([]);
 
 function manualPolicy(name: string): Policy {
   return { name, classes: ['auth'], maxretry: 1, findtime: 1, bantime: 3600, ipv4Prefix: 32, ipv6Prefix: 128 };
@@ -133,17 +132,17 @@ export class Decider {
     if (++this.sinceSweep >= SWEEP_EVERY) this.sweep(now);
     if (this.resumeAfter.size > 0 && this.alreadyCounted(m)) {
       this.s.skippedReplayed++;
-      return NO_DECISIONS as BanDecision[];
+      return [];
     }
     this.track(m);
     let any = false;
     for (const st of this.states) if (policyCounts(st.p, m)) { any = true; break; }
     if (!any) {
       this.s.ignored++;
-      return NO_DECISIONS as BanDecision[];
+      return [];
     }
     const n = this.dedupe.credit(m, now);
-    if (n === 0) return NO_DECISIONS as BanDecision[];
+    if (n === 0) return [];
     const weak = m.attempt.weak === true;
     let outage = false;
     if (weak) {
@@ -154,7 +153,7 @@ export class Decider {
     if (this.allowlist?.contains(m.ip)) {
       this.s.allowlistedHits += n;
       for (const st of this.states) if (policyCounts(st.p, m)) this.reportAllowlisted(st, m.ip, now);
-      return NO_DECISIONS as BanDecision[];
+      return [];
     }
     let out: BanDecision[] | undefined;
     const entries: LedgerEntry[] = [];
@@ -166,7 +165,9 @@ export class Decider {
         entries.push({ t: 'ban', ...rec, through: this.through() });
       }
     }
-    if (!out) return NO_DECISIONS as BanDecision[];
+    if (!out) return [];
+    // A ledger that cannot write throws MJ_STATE_LEDGER here: the ban is not handed on, and the
+    // daemon must treat that as fatal rather than enforce bans it could not remember.
     this.ledger?.record(entries);
     return out;
   }
@@ -385,12 +386,21 @@ export class Decider {
     const k = `${o.kind}:${o.name ?? ''}`;
     const wm = this.resumeAfter.get(k);
     if (!wm) return false;
-    let before: boolean;
-    if (o.line !== undefined && wm.line !== undefined) before = o.line <= wm.line;
-    else if (o.cursor !== undefined && o.cursor === wm.cursor) before = true;
-    else before = m.event.time < wm.time;
-    // The first line past the position ends skipping for that source: later lines always count.
-    if (!before || (o.cursor !== undefined && o.cursor === wm.cursor)) this.resumeAfter.delete(k);
+    if (o.line !== undefined && wm.line !== undefined) {
+      // A line number alone is not enough: after log rotation the same file name starts at line 1
+      // again with newer events, which must count. Skipping ends at the first line past the position.
+      if (o.line > wm.line) {
+        this.resumeAfter.delete(k);
+        return false;
+      }
+      return m.event.time <= wm.time;
+    }
+    if (o.cursor !== undefined && o.cursor === wm.cursor) {
+      this.resumeAfter.delete(k);
+      return true;
+    }
+    const before = m.event.time < wm.time;
+    if (!before) this.resumeAfter.delete(k);
     return before;
   }
 

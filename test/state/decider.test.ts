@@ -265,3 +265,25 @@ test('policies are validated with a stable code', () => {
   assert.throws(() => new Decider({ policies: [{ ...P, ipv6Prefix: 129 }] }), /MJ_STATE_POLICY.*ipv6Prefix/);
   assert.throws(() => new Decider({ policies: [P, P] }), /MJ_STATE_POLICY/);
 });
+
+test('resume: re-fed lines up to the restored position are skipped; a rotated file (line 1, newer time) counts', () => {
+  const through = { 'file:test.log': { line: 100, time: T0 + s(50) }, 'journald:journal': { cursor: 's=abc;i=9', time: T0 + s(50) } };
+  const d = new Decider({ policies: [P] });
+  d.restore({ bans: [], through }, T0 + s(60));
+  d.observe(match('192.0.2.1', T0 + s(10), { line: 40 }), T0 + s(10));
+  d.observe(match('192.0.2.1', T0 + s(50), { line: 100 }), T0 + s(50));
+  assert.equal(d.stats().skippedReplayed, 2);
+  assert.equal(d.stats().counted, 0);
+  // logrotate: the same name starts again at line 1 with newer events.
+  d.observe(match('192.0.2.1', T0 + s(70), { line: 1 }), T0 + s(70));
+  assert.equal(d.stats().counted, 1);
+  d.observe(match('192.0.2.1', T0 + s(71), { line: 101 }), T0 + s(71));
+  d.observe(match('192.0.2.1', T0 + s(72), { line: 50 }), T0 + s(72));
+  assert.equal(d.stats().counted, 3, 'past the position nothing is skipped any more');
+  // journald: the entry at the cursor is skipped, the ones after it count.
+  const j = (cursor: string, t: number) => ({ ...match('192.0.2.2', t), event: { ...match('192.0.2.2', t).event, origin: { kind: 'journald' as const, name: 'journal', cursor } } });
+  d.observe(j('s=abc;i=9', T0 + s(50)), T0 + s(50));
+  d.observe(j('s=abc;i=a', T0 + s(50)), T0 + s(50));
+  assert.equal(d.stats().skippedReplayed, 3);
+  assert.equal(d.stats().counted, 4);
+});
