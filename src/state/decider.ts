@@ -100,6 +100,8 @@ export class Decider {
   /** Restored watermarks still to pass, per source. */
   private readonly resumeAfter = new Map<string, Position>();
   private events: StateEvent[] = [];
+  /** Ledger entries held back for one group commit at the end of observeBatch. */
+  private pending: LedgerEntry[] | undefined;
   private wasOutage = false;
   private sinceSweep = 0;
   private readonly s = {
@@ -168,16 +170,28 @@ export class Decider {
     if (!out) return [];
     // A ledger that cannot write throws MJ_STATE_LEDGER here: the ban is not handed on, and the
     // daemon must treat that as fatal rather than enforce bans it could not remember.
-    this.ledger?.record(entries);
+    if (this.pending) this.pending.push(...entries);
+    else this.ledger?.record(entries);
     return out;
   }
 
-  /** `observe` over a batch; `now` defaults to each match's event time (replay). */
+  /**
+   * `observe` over a batch; `now` defaults to each match's event time (replay). The batch's bans
+   * go to the ledger in one write + fsync (group commit) before any of them is returned.
+   */
   observeBatch(ms: readonly Match[], now?: number): BanDecision[] {
     const out: BanDecision[] = [];
-    for (const m of ms) {
-      const d = this.observe(m, now ?? m.event.time);
-      if (d.length > 0) out.push(...d);
+    const pending: LedgerEntry[] = [];
+    this.pending = pending;
+    try {
+      for (const m of ms) {
+        const d = this.observe(m, now ?? m.event.time);
+        if (d.length > 0) out.push(...d);
+      }
+    } finally {
+      this.pending = undefined;
+      // Even when a match threw, the bans decided before it are in memory: persist them.
+      this.ledger?.record(pending);
     }
     return out;
   }
