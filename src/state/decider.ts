@@ -191,7 +191,7 @@ export class Decider {
     } finally {
       this.pending = undefined;
       // Even when a match threw, the bans decided before it are in memory: persist them.
-      this.ledger?.record(pending);
+      if (pending.length > 0) this.ledger?.record(pending);
     }
     return out;
   }
