@@ -221,11 +221,13 @@ export class Decider {
     const addr = splitCidr(parseCidr(target)!).addr;
     for (const st of this.allStates()) {
       forgetCounts(st.table, addr, st.p);
-      const rec = st.bans.get(target);
+      // An address inside a banned prefix (the /64 of a policy) lifts that prefix's ban.
+      let rec = st.bans.get(target);
+      if ((!rec || rec.until <= req.now) && target === addr) rec = st.bans.get(keyOf(addr, st.p));
       if (!rec || rec.until <= req.now) continue;
-      st.bans.set(target, { ...rec, until: req.now });
-      out.push({ action: 'unban', target, policy: st.p.name, reason });
-      entries.push({ t: 'unban', target, policy: st.p.name, at: req.now, reason });
+      st.bans.set(rec.target, { ...rec, until: req.now });
+      out.push({ action: 'unban', target: rec.target, policy: st.p.name, reason });
+      entries.push({ t: 'unban', target: rec.target, policy: st.p.name, at: req.now, reason });
     }
     // Nothing known here: still ask the firewall to remove it (idempotent there).
     if (out.length === 0) {

@@ -287,3 +287,11 @@ test('resume: re-fed lines up to the restored position are skipped; a rotated fi
   assert.equal(d.stats().skippedReplayed, 3);
   assert.equal(d.stats().counted, 4);
 });
+
+test('operator unban of an address inside a banned /64 lifts the /64', () => {
+  const d = new Decider({ policies: [P] });
+  for (let i = 1; i <= 5; i++) d.observe(match(`2001:db8:7:7::${i}`, T0 + i), T0 + i);
+  assert.equal(d.activeBans(T0 + 10)[0]?.target, '2001:db8:7:7::/64');
+  assert.deepEqual(d.unban({ target: '2001:db8:7:7::3', now: T0 + 10 }), [{ action: 'unban', target: '2001:db8:7:7::/64', policy: 'mail-auth', reason: 'operator' }]);
+  assert.equal(d.activeBans(T0 + 11).length, 0);
+});
