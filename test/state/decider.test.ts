@@ -295,3 +295,14 @@ test('operator unban of an address inside a banned /64 lifts the /64', () => {
   assert.deepEqual(d.unban({ target: '2001:db8:7:7::3', now: T0 + 10 }), [{ action: 'unban', target: '2001:db8:7:7::/64', policy: 'mail-auth', reason: 'operator' }]);
   assert.equal(d.activeBans(T0 + 11).length, 0);
 });
+
+test('a summary with a total but no session id counts its total, minus the driver lines it covers', () => {
+  const d = new Decider({ policies: [{ ...P, maxretry: 20 }] });
+  d.observe(match('203.0.113.20', T0, { attempt: { total: 3 } }), T0);
+  assert.equal(d.stats().counted, 3);
+  d.observe(match('203.0.113.20', T0 + 1, { attempt: { pair: { group: 'sasl', side: 'auth-process' } } }), T0 + 1);
+  d.observe(match('203.0.113.20', T0 + 2, { attempt: { total: 2 } }), T0 + 2);
+  assert.equal(d.stats().counted, 5, '3 + 1 driver line + (2 − 1)');
+  d.observe(match('203.0.113.20', T0 + 3, { attempt: { total: 1 } }), T0 + 3);
+  assert.equal(d.stats().counted, 6);
+});
