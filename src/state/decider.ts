@@ -89,10 +89,10 @@ function manualPolicy(name: string): Policy {
 }
 
 export class Decider {
-  private readonly states: PolicyState[] = [];
+  private states: PolicyState[] = [];
   private readonly byName = new Map<string, PolicyState>();
   private readonly dedupe: Deduper;
-  private readonly allowlist: Allowlist | undefined;
+  private allowlist: Allowlist | undefined;
   private readonly ledger: LedgerSink | undefined;
   private readonly maxTracked: number;
   /** Counted-through position per source. */
@@ -264,6 +264,41 @@ export class Decider {
       this.positions.set(k, { ...pos });
     }
     return out;
+  }
+
+  /**
+   * Config reload: a new allowlist and/or policy set, keeping what still applies. A policy whose
+   * maxretry, prefixes and distinct-user setting are unchanged keeps its counters (findtime,
+   * bantime, escalation may change); every policy keeps its bans and history by name; bans of
+   * removed policies stay listed (and can be unbanned) until they expire. Validates everything
+   * before changing anything.
+   */
+  reload(opts: { readonly policies?: readonly Policy[]; readonly allowlist?: Allowlist }): void {
+    if (opts.policies) {
+      const ps = opts.policies;
+      if (ps.length === 0) throw new MailjailError('MJ_STATE_POLICY', 'at least one policy is needed');
+      const names = new Set<string>();
+      for (const p of ps) {
+        validatePolicy(p);
+        if (names.has(p.name) || p.name === MANUAL_POLICY) throw new MailjailError('MJ_STATE_POLICY', `policy name "${p.name}" used twice or reserved`);
+        names.add(p.name);
+      }
+      const next: PolicyState[] = [];
+      for (const p of ps) {
+        const old = this.byName.get(p.name);
+        const base = old && sameCounting(old.p, p) ? old : this.makeState(p, this.maxTracked);
+        const st: PolicyState = { ...base, p, window: p.findtime * 1000, historyMs: historyWindow(p) * 1000, ...(old ? { bans: old.bans, history: old.history, allowReported: old.allowReported } : {}) };
+        next.push(st);
+        this.byName.set(p.name, st);
+      }
+      for (const old of this.states) {
+        if (names.has(old.p.name)) continue;
+        const carrier = this.makeState(manualPolicy(old.p.name), 1);
+        this.byName.set(old.p.name, { ...carrier, bans: old.bans, history: old.history });
+      }
+      this.states = next;
+    }
+    if (opts.allowlist) this.allowlist = opts.allowlist;
   }
 
   /** Active bans at `now`, over all policies. */
@@ -474,6 +509,11 @@ export function loadKey(key: Uint32Array, ip: Ip, p: Policy): void {
   const len = p.ipv4Prefix;
   key[0] = 0; key[1] = 0; key[2] = 0xffff;
   key[3] = len === 32 ? n >>> 0 : (n & (-1 << (32 - len))) >>> 0;
+}
+
+/** Whether two versions of a policy count into the same table (same ring size and keys). */
+function sameCounting(a: Policy, b: Policy): boolean {
+  return a.maxretry === b.maxretry && a.ipv4Prefix === b.ipv4Prefix && a.ipv6Prefix === b.ipv6Prefix && (a.distinctUsers === undefined) === (b.distinctUsers === undefined);
 }
 
 /** Forgets the counts of the key that holds `addr` under `p`. */

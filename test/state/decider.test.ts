@@ -306,3 +306,23 @@ test('a summary with a total but no session id counts its total, minus the drive
   d.observe(match('203.0.113.20', T0 + 3, { attempt: { total: 1 } }), T0 + 3);
   assert.equal(d.stats().counted, 6);
 });
+
+test('reload: compatible policies keep their counters, all keep bans and history, the allowlist is swapped', () => {
+  const d = new Decider({ policies: [P, { ...P, name: 'old-one' }] });
+  for (let i = 0; i < 4; i++) d.observe(match('192.0.2.30', T0 + i), T0 + i);
+  for (let i = 0; i < 5; i++) d.observe(match('192.0.2.31', T0 + i), T0 + i);
+  d.reload({ policies: [{ ...P, findtime: 1200, bantime: 60 }], allowlist: new Allowlist([parseCidr('192.0.2.32')!]) });
+  // The 5th attempt of .30 still bans (counts kept), with the new bantime.
+  const out = d.observe(match('192.0.2.30', T0 + 10), T0 + 10);
+  assert.ok(out[0]?.action === 'ban' && out[0].until === T0 + 10 + s(60));
+  // Bans of the removed policy are still listed and can be lifted.
+  assert.deepEqual(d.activeBans(T0 + 20).map((b) => `${b.policy} ${b.target}`).sort(), ['mail-auth 192.0.2.30', 'mail-auth 192.0.2.31', 'old-one 192.0.2.30', 'old-one 192.0.2.31'].filter((x) => x !== 'old-one 192.0.2.30'));
+  assert.equal(d.unban({ target: '192.0.2.31', now: T0 + 30 }).length, 2);
+  for (let i = 0; i < 10; i++) d.observe(match('192.0.2.32', T0 + 40 + i), T0 + 40 + i);
+  assert.equal(d.stats().allowlistedHits, 10);
+  // A change of maxretry starts that policy's counters afresh; bad configs change nothing.
+  assert.throws(() => d.reload({ policies: [{ ...P, maxretry: 0 }] }), /MJ_STATE_POLICY/);
+  d.reload({ policies: [{ ...P, maxretry: 3 }] });
+  for (let i = 0; i < 2; i++) d.observe(match('198.51.100.1', T0 + 50 + i), T0 + 50 + i);
+  assert.equal(d.observe(match('198.51.100.1', T0 + 60), T0 + 60).length, 1);
+});
