@@ -77,7 +77,9 @@ export class Ledger implements LedgerSink {
       }
       closeSync(l.fd);
     }
+    const created = !existsSync(l.path);
     l.fd = openSync(l.path, 'a', 0o600);
+    if (created) l.syncDir(); // the new file's directory entry must survive a power cut too
     if (l.appended > l.compactAfter) {
       l.prune(l.latest);
       if (l.appended > 2 * l.bans.length + 1) l.compact(l.latest);
@@ -137,8 +139,7 @@ export class Ledger implements LedgerSink {
       closeSync(fd);
     }
     renameSync(tmp, this.path);
-    const dfd = openSync(this.dir, 'r');
-    try { fsyncSync(dfd); } finally { closeSync(dfd); }
+    this.syncDir();
     closeSync(this.fd);
     this.fd = openSync(this.path, 'a', 0o600);
     this.appended = this.bans.length + 1;
@@ -149,6 +150,11 @@ export class Ledger implements LedgerSink {
     if (this.fd >= 0) closeSync(this.fd);
     this.fd = -1;
     this.nextCheck = this.compactAfter;
+  }
+
+  private syncDir(): void {
+    const dfd = openSync(this.dir, 'r');
+    try { fsyncSync(dfd); } finally { closeSync(dfd); }
   }
 
   private apply(e: LedgerEntry): void {
