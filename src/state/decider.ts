@@ -1,7 +1,7 @@
 // The single writer of ban decisions. Pure and synchronous: matches in, decisions out; the clock is
 // the caller's `now` (event time in replay, wall time live), so replay and live share every line.
 // Each policy keeps its own bounded counters (SlotTable), active bans and ban history.
-import { ipBytes, isIpv6, parseCidr, prefixOf, splitCidr } from '../parse/ip.js';
+import { isIpv6, parseCidr, prefixOf, splitCidr } from '../parse/ip.js';
 import { MailjailError } from '../types.js';
 import type { BanDecision, Cidr, Ip, Match } from '../types.js';
 import type { Allowlist } from './allowlist.js';
@@ -492,10 +492,10 @@ export function keyOf(ip: Ip, p: Policy): Ip | Cidr {
  */
 export function loadKey(key: Uint32Array, ip: Ip, p: Policy): void {
   if (isIpv6(ip)) {
-    const b = ipBytes(ip);
+    v6Groups(ip, GROUPS);
     for (let w = 0; w < 4; w++) {
       const bits = Math.max(0, Math.min(32, p.ipv6Prefix - w * 32));
-      const word = ((b[w * 4]! << 24) | (b[w * 4 + 1]! << 16) | (b[w * 4 + 2]! << 8) | b[w * 4 + 3]!) >>> 0;
+      const word = ((GROUPS[w * 2]! << 16) | GROUPS[w * 2 + 1]!) >>> 0;
       key[w] = bits === 0 ? 0 : bits === 32 ? word : (word & (-1 << (32 - bits))) >>> 0;
     }
     return;
@@ -509,6 +509,40 @@ export function loadKey(key: Uint32Array, ip: Ip, p: Policy): void {
   const len = p.ipv4Prefix;
   key[0] = 0; key[1] = 0; key[2] = 0xffff;
   key[3] = len === 32 ? n >>> 0 : (n & (-1 << (32 - len))) >>> 0;
+}
+
+const GROUPS = new Uint16Array(8);
+
+/**
+ * Reads the 8 groups of a canonical IPv6 text (as parse/ip mints it: RFC 5952, lower-case hex,
+ * at most one "::", no embedded dotted quad since mapped addresses are unmapped) without
+ * allocating. Equivalence with parse/ip's ipBytes is property-tested.
+ */
+export function v6Groups(ip: string, out: Uint16Array): void {
+  out.fill(0);
+  const dbl = ip.indexOf('::');
+  const end = ip.length;
+  // Groups before "::" (or all of them) fill from the left.
+  let g = 0, v = 0, digits = 0;
+  const headEnd = dbl < 0 ? end : dbl;
+  for (let i = 0; i < headEnd; i++) {
+    const c = ip.charCodeAt(i);
+    if (c === 0x3a) { out[g++] = v; v = 0; digits = 0; } else { v = (v << 4) | hex(c); digits++; }
+  }
+  if (digits > 0 || (dbl < 0 && g < 8)) out[g++] = v;
+  if (dbl < 0) return;
+  // Groups after "::" fill from the right.
+  g = 7; v = 0; digits = 0;
+  let shift = 0;
+  for (let i = end - 1; i >= dbl + 2; i--) {
+    const c = ip.charCodeAt(i);
+    if (c === 0x3a) { out[g--] = v; v = 0; shift = 0; digits = 0; } else { v |= hex(c) << shift; shift += 4; digits++; }
+  }
+  if (digits > 0) out[g] = v;
+}
+
+function hex(c: number): number {
+  return c <= 0x39 ? c - 0x30 : c - 0x57; // '0'-'9', 'a'-'f'
 }
 
 /** Whether two versions of a policy count into the same table (same ring size and keys). */

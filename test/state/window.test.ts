@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { SlotTable } from '../../src/state/window.js';
-import { loadKey } from '../../src/state/decider.js';
+import { loadKey, v6Groups } from '../../src/state/decider.js';
+import { ipBytes, parseIp } from '../../src/parse/ip.js';
 import { DEFAULT_POLICY } from '../../src/state/policy.js';
 import { ip } from './helpers.js';
 
@@ -85,4 +86,26 @@ test('counting keys: IPv4 and IPv6 prefixes map to the same key exactly when the
   assert.equal(k('2001:db8::1:2', 32, 127), k('2001:db8::1:3', 32, 127));
   // No IPv6 key collides with an IPv4 key (parse/ip unmaps ::ffff:a.b.c.d).
   assert.notEqual(k('::ffff:0:c000:201', 32, 128), k('192.0.2.1', 32, 128));
+});
+
+test('property: the allocation-free IPv6 reader agrees with parse/ip for every canonical address', () => {
+  fc.assert(
+    fc.property(fc.ipV6(), (text) => {
+      const a = parseIp(text);
+      if (a === undefined || !a.includes(':')) return; // invalid, or IPv4-mapped (unmapped to IPv4)
+      const g = new Uint16Array(8);
+      v6Groups(a, g);
+      const b = ipBytes(a);
+      const want = Array.from({ length: 8 }, (_, i) => (b[2 * i]! << 8) | b[2 * i + 1]!);
+      assert.deepEqual([...g], want, a);
+    }),
+    { numRuns: 2000 },
+  );
+  for (const t of ['::', '::1', '1::', '2001:db8::', 'fe80::1:2', '1:2:3:4:5:6:7:8', '1:0:0:2::3', '::ffff:0:102:304']) {
+    const a = parseIp(t)!;
+    const g = new Uint16Array(8);
+    v6Groups(a, g);
+    const b = ipBytes(a);
+    assert.deepEqual([...g], Array.from({ length: 8 }, (_, i) => (b[2 * i]! << 8) | b[2 * i + 1]!), t);
+  }
 });
