@@ -326,3 +326,13 @@ test('reload: compatible policies keep their counters, all keep bans and history
   for (let i = 0; i < 2; i++) d.observe(match('198.51.100.1', T0 + 50 + i), T0 + 50 + i);
   assert.equal(d.observe(match('198.51.100.1', T0 + 60), T0 + 60).length, 1);
 });
+
+test('evictions never forget a ban: a banned address pushed out of the table is still banned', () => {
+  const d = new Decider({ policies: [P], maxTracked: 10 });
+  for (let i = 0; i < 5; i++) d.observe(match('192.0.2.44', T0 + i), T0 + i);
+  for (let i = 0; i < 100; i++) d.observe(match(`10.9.0.${i}`, T0 + 10 + i), T0 + 10 + i);
+  assert.ok(d.stats().evictions >= 90);
+  for (let i = 0; i < 10; i++) assert.equal(d.observe(match('192.0.2.44', T0 + 200 + i), T0 + 200 + i).length, 0);
+  assert.equal(d.stats().whileBanned, 10);
+  assert.equal(d.activeBans(T0 + 300).length, 1);
+});
