@@ -7,6 +7,6 @@ export type { DedupeOptions } from './dedupe.js';
 export type { DeciderOptions, DeciderStats, StateEvent, ActiveBan } from './decider.js';
 export { Allowlist, loadAllowlist, selfAddresses } from './allowlist.js';
 export type { AllowlistSpec } from './allowlist.js';
-export { Ledger, LEDGER_FILE } from './ledger.js';
+export { Ledger, LEDGER_FILE, LOCK_FILE } from './ledger.js';
 export type { LedgerOptions, LedgerOpenResult } from './ledger.js';
 export type { BanRecord, LedgerEntry, LedgerState, LedgerSink, Position, Through } from './records.js';

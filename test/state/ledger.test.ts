@@ -221,3 +221,20 @@ test('observeBatch: one ledger write for the whole batch, before the decisions a
   d.observeBatch([match('192.0.2.200', T0 + 100)]);
   assert.deepEqual(writes, [10], 'no empty writes');
 });
+
+test('ledger: one writer per state directory; a dead holder\'s lock is taken over', () => {
+  const dir = tmp();
+  try {
+    const a = Ledger.open(dir);
+    assert.throws(() => Ledger.open(dir), /MJ_STATE_LEDGER_LOCKED.*already open/);
+    a.ledger.close();
+    Ledger.open(dir).ledger.close();
+    writeFileSync(join(dir, 'bans.lock'), '999999999\n'); // no such process
+    const b = Ledger.open(dir);
+    b.ledger.close();
+    writeFileSync(join(dir, 'bans.lock'), '1\n'); // init: alive
+    assert.throws(() => Ledger.open(dir), /MJ_STATE_LEDGER_LOCKED.*process 1/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
