@@ -38,7 +38,7 @@ export interface DeciderStats {
   weakCounted: number;
   /** Weak lines not counted: no definite attempt in the window, or an outage in progress. */
   weakIgnored: number;
-  /** Attempts of targets already banned (not counted). */
+  /** Attempts of addresses under an active ban of any policy (not counted). */
   whileBanned: number;
   /** Attempts of allowlisted addresses (counted here only, never banned). */
   allowlistedHits: number;
@@ -155,6 +155,12 @@ export class Decider {
     if (this.allowlist?.contains(m.ip)) {
       this.s.allowlistedHits += n;
       for (const st of this.states) if (policyCounts(st.p, m)) this.reportAllowlisted(st, m.ip, now);
+      return [];
+    }
+    // A banned address is not counted by any policy until its ban ends: its lines are the firewall
+    // catching up, and a second, shorter ban of the same target could shorten the first one.
+    if (this.bannedNow(m.ip, now)) {
+      this.s.whileBanned += n;
       return [];
     }
     let out: BanDecision[] | undefined;
@@ -350,14 +356,6 @@ export class Decider {
 
   /** Adds `n` attempts of `m` to policy `st`; returns the ban record when this makes maxretry. */
   private count(st: PolicyState, m: Match, n: number, weak: boolean, outage: boolean, now: number): BanRecord | undefined {
-    if (st.bans.size > 0) {
-      const target = keyOf(m.ip, st.p);
-      const banned = st.bans.get(target) ?? (target !== m.ip ? st.bans.get(m.ip) : undefined);
-      if (banned && banned.until > now) {
-        this.s.whileBanned += n;
-        return undefined;
-      }
-    }
     loadKey(st.table.key, m.ip, st.p);
     let slot = st.table.find();
     if (weak) {
@@ -384,6 +382,17 @@ export class Decider {
     st.table.forget(slot);
     this.s.bans++;
     return this.decide(st, target, m.ruleId, t);
+  }
+
+  /** Whether `ip` is under an active ban of any policy (its own key there, or the address itself). */
+  private bannedNow(ip: Ip, now: number): boolean {
+    for (const st of this.allStates()) {
+      if (st.bans.size === 0) continue;
+      const key = keyOf(ip, st.p);
+      const rec = st.bans.get(key) ?? (key !== ip ? st.bans.get(ip) : undefined);
+      if (rec && rec.until > now) return true;
+    }
+    return false;
   }
 
   /** Ban length with escalation and recidive; records the ban and its history. */

@@ -336,3 +336,21 @@ test('evictions never forget a ban: a banned address pushed out of the table is 
   assert.equal(d.stats().whileBanned, 10);
   assert.equal(d.activeBans(T0 + 300).length, 1);
 });
+
+test('an address banned by one policy (or the operator) is not counted or re-banned by another meanwhile', () => {
+  const host: Policy = { ...P, name: 'per-host', ipv6Prefix: 128, maxretry: 3 };
+  const d = new Decider({ policies: [P, host] });
+  const out: BanDecision[] = [];
+  // per-host bans 2001:db8:3::1 after 3; mail-auth (/64) keeps counting its other addresses.
+  for (let i = 1; i <= 3; i++) out.push(...d.observe(match('2001:db8:3::1', T0 + i), T0 + i));
+  assert.deepEqual(out.map((b) => b.target), ['2001:db8:3::1']);
+  for (let i = 2; i <= 5; i++) out.push(...d.observe(match(`2001:db8:3::${i}`, T0 + 10 + i), T0 + 10 + i));
+  // mail-auth: 3 attempts of ::1 were counted in its /64 before the host ban, so the 2nd other address makes 5.
+  assert.deepEqual(out.map((b) => b.target), ['2001:db8:3::1', '2001:db8:3::/64']);
+  for (let i = 6; i <= 12; i++) out.push(...d.observe(match(`2001:db8:3::${i.toString(16)}`, T0 + 20 + i), T0 + 20 + i));
+  assert.equal(out.length, 2, 'inside the banned /64 nobody is counted');
+  // Operator ban of a long time: rule lines for it do not produce a shorter ban.
+  d.ban({ target: '192.0.2.90', now: T0, bantime: 86400 });
+  for (let i = 0; i < 10; i++) out.push(...d.observe(match('192.0.2.90', T0 + s(60) + i), T0 + s(60) + i));
+  assert.equal(out.length, 2);
+});
