@@ -354,3 +354,22 @@ test('an address banned by one policy (or the operator) is not counted or re-ban
   for (let i = 0; i < 10; i++) out.push(...d.observe(match('192.0.2.90', T0 + s(60) + i), T0 + s(60) + i));
   assert.equal(out.length, 2);
 });
+
+test('outage detection: two addresses are not an outage, three within 60 s are, and it ends when they stop', () => {
+  const d = new Decider({ policies: [P] });
+  const weak = { weak: true } as const;
+  d.observe(match('192.0.2.1', T0), T0); // a definite failure, so its weak lines can count
+  d.observe(match('192.0.2.2', T0 + s(1), { attempt: weak }), T0 + s(1));
+  d.observe(match('192.0.2.1', T0 + s(2), { attempt: weak }), T0 + s(2));
+  assert.equal(d.stats().outage, false);
+  assert.equal(d.stats().weakCounted, 1);
+  d.observe(match('192.0.2.3', T0 + s(61), { attempt: weak }), T0 + s(61)); // .2 is 60 s old: still inside
+  assert.equal(d.stats().outage, true);
+  d.observe(match('192.0.2.1', T0 + s(61), { attempt: weak }), T0 + s(61));
+  assert.equal(d.stats().weakCounted, 1, 'not counted during the outage');
+  d.observe(match('192.0.2.1', T0 + s(200)), T0 + s(200));
+  d.observe(match('192.0.2.1', T0 + s(201), { attempt: weak }), T0 + s(201));
+  assert.equal(d.stats().outage, false);
+  assert.equal(d.stats().weakCounted, 2, 'counted again once the outage is over');
+  assert.deepEqual(d.drainEvents().map((e) => e.kind === 'outage' && e.state), ['start', 'end']);
+});
