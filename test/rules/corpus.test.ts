@@ -24,7 +24,8 @@ const ALL: readonly RuleClass[] = ['auth', 'probe', 'reject'];
 const MODES: Record<string, Record<string, readonly RuleClass[]>> = {
   '*': { default: ALL, aggressive: ALL },
   postfix: {
-    default: ['auth', 'reject'], more: ['auth', 'reject'], normal: ['reject'], auth: ['auth'], rbl: ['reject'],
+    // fail2ban's normal mode also bans `improper command pipelining` and `too many errors`: our probes.
+    default: ALL, more: ALL, normal: ['reject', 'probe'], auth: ['auth'], rbl: ['reject'],
     errors: ['probe'], ddos: ['probe'], aggressive: ALL,
   },
   dovecot: { default: ['auth'], aggressive: ALL },
