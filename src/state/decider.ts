@@ -42,9 +42,9 @@ export interface DeciderStats {
   /** Attempts added to counters (summed over policies). */
   counted: number;
   weakCounted: number;
-  /** Weak lines not counted: no definite attempt in the window, or an outage in progress. */
+  /** Weak lines not counted: fewer than two definite attempts in the window, or an outage in progress. */
   weakIgnored: number;
-  /** Attempts of addresses under an active ban of any policy (not counted). */
+  /** Lines of addresses under an active ban of any policy (not counted). */
   whileBanned: number;
   /** Attempts of allowlisted addresses (counted here only, never banned). */
   allowlistedHits: number;
@@ -155,31 +155,37 @@ export class Decider {
       this.s.ignored++;
       return [];
     }
-    const n = this.dedupe.credit(m, now);
-    if (n === 0) return [];
-    const weak = m.attempt.weak === true;
-    let outage = false;
-    if (weak) {
-      outage = this.dedupe.weakOutage(m.ip, now);
-      if (outage !== this.wasOutage) this.emit({ kind: 'outage', state: outage ? 'start' : 'end', time: now });
-      this.wasOutage = outage;
-    }
-    if (this.allowlist?.contains(m.ip)) {
-      this.s.allowlistedHits += n;
-      for (const st of this.states) if (policyCounts(st.p, m)) this.reportAllowlisted(st, m.ip, now);
-      return [];
-    }
     // A banned address is not counted by any policy until its ban ends: its lines are the firewall
     // catching up, and a second, shorter ban of the same target could shorten the first one.
     if (this.bannedNow(m.ip, now)) {
-      this.s.whileBanned += n;
+      this.s.whileBanned++;
+      return [];
+    }
+    // A weak line is decided before it takes part in pairing: an ignored one must not leave a
+    // pair credit that would swallow the definite line the other daemon logs for the same attempt.
+    const weak = m.attempt.weak === true;
+    if (weak) {
+      const corroborated = this.corroborated(m, now);
+      const outage = this.dedupe.weakOutage(m.ip, now, !corroborated);
+      if (outage !== this.wasOutage) this.emit({ kind: 'outage', state: outage ? 'start' : 'end', time: now });
+      this.wasOutage = outage;
+      if (!corroborated || outage) {
+        this.s.weakIgnored++;
+        return [];
+      }
+    }
+    const n = this.dedupe.credit(m, now);
+    if (n === 0) return [];
+    if (this.allowlist?.contains(m.ip)) {
+      this.s.allowlistedHits += n;
+      for (const st of this.states) if (policyCounts(st.p, m)) this.reportAllowlisted(st, m.ip, now);
       return [];
     }
     let out: BanDecision[] | undefined;
     const entries: LedgerEntry[] = [];
     for (const st of this.states) {
       if (!policyCounts(st.p, m)) continue;
-      const rec = this.count(st, m, n, weak, outage, now);
+      const rec = this.count(st, m, n, weak, now);
       if (rec) {
         (out ??= []).push({ action: 'ban', target: rec.target, until: rec.until, level: rec.level, policy: rec.policy, ruleId: rec.ruleId, evidence: this.lastEvidence ?? [m] });
         this.lastEvidence = undefined;
@@ -368,16 +374,28 @@ export class Decider {
   // ── internals ────────────────────────────────────────────────────────────────────────────
 
   /** Adds `n` attempts of `m` to policy `st`; returns the ban record when this makes maxretry. */
-  private count(st: PolicyState, m: Match, n: number, weak: boolean, outage: boolean, now: number): BanRecord | undefined {
+  /**
+   * Whether a weak line of this address is explained by its own definite failures: two of them
+   * within the window of a policy that counts it (Dovecot's auth penalty, which makes Postfix give
+   * up waiting, only grows after repeated failures; one typo before an outage is not enough).
+   */
+  private corroborated(m: Match, now: number): boolean {
+    for (const st of this.states) {
+      if (!policyCounts(st.p, m)) continue;
+      loadKey(st.table.key, m.ip, st.p);
+      const slot = st.table.find();
+      if (slot >= 0 && st.table.secondLastDefinite(slot) >= now - st.window) return true;
+    }
+    return false;
+  }
+
+  private count(st: PolicyState, m: Match, n: number, weak: boolean, now: number): BanRecord | undefined {
     loadKey(st.table.key, m.ip, st.p);
     let slot = st.table.find();
-    if (weak) {
-      // A weak line counts only next to a definite failure of the same offender, and never
-      // while many addresses fail weakly at once (our auth server is down, not an attack).
-      if (outage || slot < 0 || st.table.lastDefinite(slot) < now - st.window) {
-        this.s.weakIgnored += n;
-        return undefined;
-      }
+    if (weak && (slot < 0 || st.table.secondLastDefinite(slot) < now - st.window)) {
+      // Corroborated under another policy, not this one.
+      this.s.weakIgnored += n;
+      return undefined;
     }
     if (slot < 0) {
       slot = st.table.add();

@@ -94,13 +94,20 @@ export class Deduper {
     return n;
   }
 
-  /** Records a weak line and says whether an outage (many addresses failing weakly) is in progress. */
-  weakOutage(ip: Ip, now: number): boolean {
+  /**
+   * Says whether an outage (many addresses failing weakly at once) is in progress. Only weak lines
+   * that nothing explains are recorded (`record`): an address with definite failures of its own is
+   * an attacker meeting Dovecot's auth penalty, and several of them at once are an attack wave, not
+   * an outage.
+   */
+  weakOutage(ip: Ip, now: number, record: boolean): boolean {
     const r = this.weakRecent;
-    const i = r.findIndex((e) => e.ip === ip);
-    if (i >= 0) r.splice(i, 1);
-    r.unshift({ ip, time: now });
-    if (r.length > this.outageAddresses) r.length = this.outageAddresses;
+    if (record) {
+      const i = r.findIndex((e) => e.ip === ip);
+      if (i >= 0) r.splice(i, 1);
+      r.unshift({ ip, time: now });
+      if (r.length > this.outageAddresses) r.length = this.outageAddresses;
+    }
     const outage = r.length >= this.outageAddresses && now - r[r.length - 1]!.time <= this.outageWindow;
     if (outage && !this.outageNow) this.stats.outages++;
     this.outageNow = outage;

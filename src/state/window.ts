@@ -35,6 +35,8 @@ export class SlotTable {
   private pos = new Uint16Array(0);
   /** Time of the last definite (non-weak) attempt per slot. */
   private definite = new Float64Array(0);
+  /** Time of the definite attempt before that: two in the window corroborate a weak line. */
+  private definitePrev = new Float64Array(0);
   evictions = 0;
 
   constructor(ring: number, max: number, withUsers: boolean) {
@@ -100,6 +102,11 @@ export class SlotTable {
     return this.definite[slot]!;
   }
 
+  /** Time of the second-newest definite attempt (-Infinity when there were fewer than two). */
+  secondLastDefinite(slot: number): number {
+    return this.definitePrev[slot]!;
+  }
+
   /** Records `n` attempts at time `t` (only the newest `ring` matter). */
   push(slot: number, t: number, n: number, userHash: number, definite: boolean): void {
     const r = this.ring;
@@ -111,7 +118,10 @@ export class SlotTable {
       h = h + 1 === r ? 0 : h + 1;
     }
     this.pos[slot] = h;
-    if (definite) this.definite[slot] = t;
+    if (definite) {
+      this.definitePrev[slot] = n > 1 ? t : this.definite[slot]!;
+      this.definite[slot] = t;
+    }
   }
 
   /** Attempts in the ring with time >= since (the ring holds at most `ring`). */
@@ -140,7 +150,7 @@ export class SlotTable {
   /** Bytes held by the table's arrays (for stats and the benchmark). */
   get bytes(): number {
     return this.index.byteLength + this.keys.byteLength + this.prev.byteLength + this.next.byteLength +
-      this.times.byteLength + (this.users?.byteLength ?? 0) + this.pos.byteLength + this.definite.byteLength;
+      this.times.byteLength + (this.users?.byteLength ?? 0) + this.pos.byteLength + this.definite.byteLength + this.definitePrev.byteLength;
   }
 
   // ── internals ──
@@ -207,6 +217,7 @@ export class SlotTable {
     this.users?.fill(0, base, base + this.ring);
     this.pos[slot] = 0;
     this.definite[slot] = -Infinity;
+    this.definitePrev[slot] = -Infinity;
   }
 
   private grow(): void {
@@ -224,6 +235,7 @@ export class SlotTable {
     if (this.users) this.users = widen(this.users, (n) => new Uint32Array(n), r);
     this.pos = widen(this.pos, (n) => new Uint16Array(n), 1);
     this.definite = widen(this.definite, (n) => new Float64Array(n), 1);
+    this.definitePrev = widen(this.definitePrev, (n) => new Float64Array(n), 1);
     this.cap = cap;
     // Rebuild the index at load factor <= 1/2.
     let len = 1;

@@ -136,16 +136,54 @@ test('a Dovecot login summary absorbs the earlier session-less auth-process line
   assert.equal(d.stats().counted, 8);
 });
 
-test('weak lines count next to a definite failure of the same address: a hammering attacker is banned', () => {
+test('weak lines count next to two definite failures of the same address: a hammering attacker is banned', () => {
   const d = new Decider({ policies: [P] });
   const weak = { weak: true } as const;
   assert.equal(d.observe(match('192.0.2.50', T0, { attempt: weak }), T0).length, 0);
   assert.equal(d.stats().weakIgnored, 1, 'weak alone does not count');
   d.observe(match('192.0.2.50', T0 + 1), T0 + 1);
+  d.observe(match('192.0.2.50', T0 + 2, { attempt: weak }), T0 + 2);
+  assert.equal(d.stats().weakIgnored, 2, 'one definite failure (a typo) does not explain a weak line');
+  d.observe(match('192.0.2.50', T0 + 3), T0 + 3);
   const out: BanDecision[] = [];
-  for (let i = 2; i < 6; i++) out.push(...d.observe(match('192.0.2.50', T0 + i, { attempt: weak }), T0 + i));
+  for (let i = 4; i < 7; i++) out.push(...d.observe(match('192.0.2.50', T0 + i, { attempt: weak }), T0 + i));
   assert.equal(bans(out).length, 1);
-  assert.equal(d.stats().weakCounted, 4);
+  assert.equal(d.stats().weakCounted, 3);
+});
+
+test('an attack wave under the auth penalty is no outage: every attacker is banned at its 5th attempt', () => {
+  // Real Postfix + Dovecot: after a few failures Dovecot's penalty outlasts Postfix's wait, and each
+  // further attempt of each attacker logs only "Connection lost to authentication server".
+  const d = new Decider({ policies: [P] });
+  const attackers = ['198.51.100.10', '198.51.100.11', '198.51.100.12', '198.51.100.13'];
+  const bannedAt = new Map<string, number>();
+  let t = T0;
+  for (let attempt = 1; attempt <= 6; attempt++) {
+    for (const a of attackers) {
+      const out = d.observe(match(a, t, attempt <= 3 ? {} : { attempt: { weak: true, pair: { group: 'sasl', side: 'mta' } } }), t);
+      if (bans(out).length) bannedAt.set(a, attempt);
+      t += 1000;
+    }
+  }
+  assert.deepEqual([...bannedAt.values()], [5, 5, 5, 5]);
+  assert.equal(d.stats().outage, false);
+});
+
+test('a weak line and the auth process line of the same attempt count once, counted or not', () => {
+  const mta = { weak: true, pair: { group: 'sasl', side: 'mta' } } as const;
+  const dovecot = { pair: { group: 'sasl', side: 'auth-process' } } as const;
+  // Corroborated: the weak line counts, the Dovecot line 5 s later is the same attempt.
+  const d = new Decider({ policies: [P] });
+  d.observe(match('192.0.2.9', T0), T0);
+  d.observe(match('192.0.2.9', T0 + 1000), T0 + 1000);
+  d.observe(match('192.0.2.9', T0 + 20_000, { attempt: mta }), T0 + 20_000);
+  d.observe(match('192.0.2.9', T0 + 25_000, { attempt: dovecot }), T0 + 25_000);
+  assert.equal(d.stats().counted, 3);
+  // Not corroborated: the weak line is ignored and leaves no credit, so the Dovecot line counts.
+  const e = new Decider({ policies: [P] });
+  e.observe(match('192.0.2.9', T0, { attempt: mta }), T0);
+  e.observe(match('192.0.2.9', T0 + 5000, { attempt: dovecot }), T0 + 5000);
+  assert.equal(e.stats().counted, 1);
 });
 
 test('weak lines during an auth-server outage (many addresses at once) ban nobody', () => {
@@ -358,12 +396,15 @@ test('an address banned by one policy (or the operator) is not counted or re-ban
 test('outage detection: two addresses are not an outage, three within 60 s are, and it ends when they stop', () => {
   const d = new Decider({ policies: [P] });
   const weak = { weak: true } as const;
-  d.observe(match('192.0.2.1', T0), T0); // a definite failure, so its weak lines can count
+  d.observe(match('192.0.2.1', T0), T0); // two definite failures, so its weak lines can count
+  d.observe(match('192.0.2.1', T0 + 1), T0 + 1);
   d.observe(match('192.0.2.2', T0 + s(1), { attempt: weak }), T0 + s(1));
   d.observe(match('192.0.2.1', T0 + s(2), { attempt: weak }), T0 + s(2));
   assert.equal(d.stats().outage, false);
   assert.equal(d.stats().weakCounted, 1);
-  d.observe(match('192.0.2.3', T0 + s(61), { attempt: weak }), T0 + s(61)); // .2 is 60 s old: still inside
+  d.observe(match('192.0.2.3', T0 + s(30), { attempt: weak }), T0 + s(30));
+  assert.equal(d.stats().outage, false, 'a corroborated address does not feed the outage detector');
+  d.observe(match('192.0.2.4', T0 + s(61), { attempt: weak }), T0 + s(61)); // .2 is 60 s old: still inside
   assert.equal(d.stats().outage, true);
   d.observe(match('192.0.2.1', T0 + s(61), { attempt: weak }), T0 + s(61));
   assert.equal(d.stats().weakCounted, 1, 'not counted during the outage');
