@@ -1,3 +1,17 @@
 #!/usr/bin/env node
-// Entry point placeholder; commands are added by the cli stage.
-console.log('mailjail');
+// The mailjail command line: one commander program, one module per command.
+import { readFileSync } from 'node:fs';
+import { Command } from 'commander';
+import { register as registerCheck } from './check.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+const program = new Command()
+  .name('mailjail')
+  .description('Stops brute-force attacks on mail servers: journald and syslog in, ipset/nftables bans out.')
+  .version(pkg.version)
+  .showHelpAfterError();
+
+registerCheck(program);
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,167 @@
+// One text line (BSD syslog, RFC 3339 syslog, RFC 5424, or a daemon's own log file) → LogEvent.
+// Never throws: a line with no recognisable header becomes a headerless event (program ""), which
+// only rules marked `files: true` look at.
+import type { LogEvent, Origin } from '../types.js';
+import {
+  BSD_TS, RFC3339_TS, TAI64N_TS, bsdTime, innerTimestamp, leadingTimestamp, rfc3339Time, tai64nTime,
+} from './timestamp.js';
+import { parseRfc5424 } from './rfc5424.js';
+
+/** `<PRI>` at the start of a network syslog message. */
+const PRI = /<(\d{1,3})>/y;
+/** A BSD facility/priority word some syslogds print after the date: `<mail.info> `. */
+const FACPRI = /<[a-z0-9]+\.[a-z]+> /y;
+export interface ParseOptions {
+  /** Reference time (ms) for dates without a year, and the time of lines with no timestamp. */
+  readonly now: number;
+}
+
+function sticky(re: RegExp, s: string, at: number): RegExpExecArray | null {
+  re.lastIndex = at;
+  return re.exec(s);
+}
+
+interface Tag { program: string; pid?: number; end: number }
+
+const isDigit = (c: number): boolean => c >= 48 && c <= 57;
+
+/**
+ * A tag at `at`: `prog: `, `prog[123]: `, `prog [123]: ` (SOGo), `prog(123): ` (Dovecot's own log),
+ * with no blanks, brackets, parentheses or colons in the name. Scanned by hand: this runs per line.
+ */
+function tagAt(s: string, at: number): Tag | undefined {
+  const n = Math.min(s.length, at + 128);
+  let i = at;
+  for (; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 32 || c === 58 || c === 91 || c === 93 || c === 40 || c === 41 || c === 9) break;
+  }
+  if (i === at) return undefined;
+  const nameEnd = i;
+  let pid = -1;
+  let c = s.charCodeAt(i);
+  if (c === 32 && s.charCodeAt(i + 1) === 91) c = s.charCodeAt(++i);
+  if (c === 91 || c === 40) {
+    const close = c === 91 ? 93 : 41;
+    const d0 = ++i;
+    while (i < d0 + 10 && isDigit(s.charCodeAt(i))) i++;
+    if (i === d0 || s.charCodeAt(i) !== close) return undefined;
+    pid = Number(s.slice(d0, i));
+    i++;
+  }
+  if (s.charCodeAt(i) !== 58 /* : */) return undefined;
+  i++;
+  if (i < s.length) {
+    if (s.charCodeAt(i) !== 32) return undefined;
+    i++;
+  }
+  const program = s.slice(at, nameEnd);
+  return pid < 0 ? { program, end: i } : { program, pid, end: i };
+}
+
+/**
+ * End of a BSD timestamp `Mmm dd hh:mm:ss` (day space-padded or not, optional fraction and year)
+ * and the blanks after it, or -1. Scanned by hand; the time itself is computed by bsdTimeCached.
+ */
+function bsdEnd(s: string, at: number): number {
+  const up = s.charCodeAt(at);
+  if (up < 65 || up > 90 || s.charCodeAt(at + 3) !== 32) return -1;
+  let p = at + 4;
+  if (s.charCodeAt(p) === 32) p++;
+  if (!isDigit(s.charCodeAt(p))) return -1;
+  p++;
+  if (isDigit(s.charCodeAt(p))) p++;
+  if (s.charCodeAt(p) !== 32) return -1;
+  p++;
+  if (!(isDigit(s.charCodeAt(p)) && isDigit(s.charCodeAt(p + 1)) && s.charCodeAt(p + 2) === 58 &&
+    isDigit(s.charCodeAt(p + 3)) && isDigit(s.charCodeAt(p + 4)) && s.charCodeAt(p + 5) === 58 &&
+    isDigit(s.charCodeAt(p + 6)) && isDigit(s.charCodeAt(p + 7)))) return -1;
+  p += 8;
+  if (s.charCodeAt(p) === 46 /* . */) { p++; while (isDigit(s.charCodeAt(p))) p++; }
+  if (s.charCodeAt(p) === 32 && isDigit(s.charCodeAt(p + 1)) && isDigit(s.charCodeAt(p + 4)) && s.charCodeAt(p + 5) === 32) p += 5;
+  if (s.charCodeAt(p) !== 32) return -1;
+  while (s.charCodeAt(p) === 32) p++;
+  return p;
+}
+
+// Consecutive lines mostly share their second: remember the last timestamp text and its time.
+let lastTsText = '';
+let lastTsRef = NaN;
+let lastTsTime = NaN;
+
+function bsdTimeCached(text: string, ref: number): number {
+  if (text === lastTsText && ref === lastTsRef) return lastTsTime;
+  BSD_TS.lastIndex = 0;
+  const m = BSD_TS.exec(text);
+  const t = m ? bsdTime(m, ref) : NaN;
+  lastTsText = text;
+  lastTsRef = ref;
+  lastTsTime = t;
+  return t;
+}
+
+function event(time: number, host: string, tag: Tag | undefined, message: string, origin: Origin): LogEvent {
+  if (!tag) return { time, host, program: '', message, origin };
+  if (tag.pid === undefined) return { time, host, program: tag.program, message, origin };
+  return { time, host, program: tag.program, pid: tag.pid, message, origin };
+}
+
+/** A line with no syslog header: the daemon's own log format. */
+function headerless(s: string, at: number, origin: Origin, opts: ParseOptions): LogEvent {
+  const rest = at === 0 ? s : s.slice(at);
+  const lead = leadingTimestamp(rest, opts.now);
+  if (lead) return event(lead.time, '', undefined, rest.slice(lead.end), origin);
+  return event(innerTimestamp(rest) ?? opts.now, '', undefined, rest, origin);
+}
+
+export function parseLine(s: string, origin: Origin, opts: ParseOptions): LogEvent {
+  let at = 0;
+  const pri = s.charCodeAt(0) === 60 /* < */ ? sticky(PRI, s, 0) : null;
+  if (pri) {
+    at = pri[0].length;
+    // RFC 5424: "<PRI>1 " — a version number right after the PRI.
+    if (s.charCodeAt(at) === 49 /* 1 */ && s.charCodeAt(at + 1) === 32) {
+      const ev = parseRfc5424(s, at + 2, origin, opts.now);
+      if (ev) return ev;
+    }
+  }
+  const c = s.charCodeAt(at);
+  let time: number;
+  let p: number;
+  let hostOptional: boolean;
+  let m: RegExpExecArray | null;
+  const bsd = c >= 65 && c <= 90 ? bsdEnd(s, at) : -1;
+  if (bsd > 0) {
+    time = bsdTimeCached(s.slice(at, bsd), opts.now);
+    p = bsd;
+    hostOptional = true;
+  } else if (c >= 48 && c <= 57 && (m = sticky(RFC3339_TS, s, at))) {
+    time = rfc3339Time(m);
+    p = at + m[0].length;
+    hostOptional = false;
+  } else if (c === 64 /* @ */ && (m = sticky(TAI64N_TS, s, at))) {
+    // multilog: no host, and the tag is optional.
+    const t = tai64nTime(m);
+    const tag = tagAt(s, at + m[0].length);
+    return tag ? event(t, '', tag, s.slice(tag.end), origin) : event(t, '', undefined, s.slice(at + m[0].length), origin);
+  } else {
+    return headerless(s, at, origin, opts);
+  }
+  if (Number.isNaN(time)) return headerless(s, at, origin, opts);
+  const fp = s.charCodeAt(p) === 60 ? sticky(FACPRI, s, p) : null;
+  if (fp) p += fp[0].length;
+  // "date tag: msg" (no host; Dovecot's own log file, some BSD syslogds) before "date host tag: msg".
+  if (hostOptional) {
+    const tag = tagAt(s, p);
+    if (tag) return event(time, '', tag, s.slice(tag.end), origin);
+  }
+  const sp = s.indexOf(' ', p);
+  if (sp > p) {
+    let q = sp + 1;
+    while (s.charCodeAt(q) === 32) q++;
+    const tag = tagAt(s, q);
+    if (tag) return event(time, s.slice(p, sp), tag, s.slice(tag.end), origin);
+  }
+  // A date but no tag: the daemon's own format (e.g. Horde's "date HORDE [error] ..."); keep the rest.
+  return event(time, '', undefined, s.slice(p), origin);
+}

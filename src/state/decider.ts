@@ -1,0 +1,438 @@
+// The single writer of ban decisions. Pure and synchronous: matches in, decisions out; the clock is
+// the caller's `now` (event time in replay, wall time live), so replay and live share every line.
+// Each policy keeps its own bounded counters (SlotTable), active bans and ban history.
+import { isIpv6, parseCidr, prefixOf, splitCidr } from '../parse/ip.js';
+import { MailjailError } from '../types.js';
+import type { BanDecision, Cidr, Ip, Match } from '../types.js';
+import type { Allowlist } from './allowlist.js';
+import { Deduper } from './dedupe.js';
+import type { DedupeOptions } from './dedupe.js';
+import { banSeconds, historyWindow, policyCounts, validatePolicy, DEFAULT_ESCALATION_WINDOW } from './policy.js';
+import type { Policy } from './policy.js';
+import type { BanRecord, LedgerEntry, LedgerSink, LedgerState, Position, Through } from './records.js';
+import { SlotTable, userHash } from './window.js';
+
+/** Name of the policy operator bans fall under when they name none. */
+export const MANUAL_POLICY = 'manual';
+
+export interface DeciderOptions extends DedupeOptions {
+  readonly policies: readonly Policy[];
+  readonly allowlist?: Allowlist;
+  /** Tracked keys per policy (LRU bound). Default 1 000 000. */
+  readonly maxTracked?: number;
+  /** Written (durably) before `observe`/`ban`/`unban` return their decisions. */
+  readonly ledger?: LedgerSink;
+}
+
+export interface DeciderStats {
+  /** Matches seen by `observe`. */
+  matches: number;
+  /** Matches no policy counts (class/service). */
+  ignored: number;
+  /** Matches at or before the restored counted-through position (already counted before a restart). */
+  skippedReplayed: number;
+  /** Lines that repeat an attempt already counted (pair's other side, session lines). */
+  absorbed: number;
+  /** Attempts added to counters (summed over policies). */
+  counted: number;
+  weakCounted: number;
+  /** Weak lines not counted: no definite attempt in the window, or an outage in progress. */
+  weakIgnored: number;
+  /** Attempts of targets already banned (not counted). */
+  whileBanned: number;
+  /** Attempts of allowlisted addresses (counted here only, never banned). */
+  allowlistedHits: number;
+  bans: number;
+  operatorBans: number;
+  unbans: number;
+  /** Keys currently tracked, over all policies. */
+  tracked: number;
+  /** Keys pushed out of a full table (their counts are lost). */
+  evictions: number;
+  sessionsEvicted: number;
+  /** Outages detected (weak lines from many addresses at once). */
+  outages: number;
+  outage: boolean;
+  activeBans: number;
+  /** Events dropped because nobody drained them. */
+  eventsDropped: number;
+}
+
+/** Things worth one log line, drained by the caller (the core has no logger). */
+export type StateEvent =
+  | { readonly kind: 'allowlisted'; readonly ip: Ip; readonly policy: string; readonly time: number }
+  | { readonly kind: 'outage'; readonly state: 'start' | 'end'; readonly time: number };
+
+export interface ActiveBan extends BanRecord {}
+
+interface PolicyState {
+  readonly p: Policy;
+  /** findtime in ms. */
+  readonly window: number;
+  readonly historyMs: number;
+  readonly table: SlotTable;
+  /** target → active (or recently expired) ban. */
+  readonly bans: Map<string, BanRecord>;
+  /** target → start times of its bans inside the history window, oldest first. */
+  readonly history: Map<string, number[]>;
+  /** `policy NUL ip` → last time an allowlisted hit was reported. */
+  readonly allowReported: Map<string, number>;
+}
+
+const SWEEP_EVERY = 65_536;
+const MAX_EVENTS = 10_000;
+const NO_DECISIONS: readonly BanDecision[] = Object.freeze([]);
+
+function manualPolicy(name: string): Policy {
+  return { name, classes: ['auth'], maxretry: 1, findtime: 1, bantime: 3600, ipv4Prefix: 32, ipv6Prefix: 128 };
+}
+
+export class Decider {
+  private readonly states: PolicyState[] = [];
+  private readonly byName = new Map<string, PolicyState>();
+  private readonly dedupe: Deduper;
+  private readonly allowlist: Allowlist | undefined;
+  private readonly ledger: LedgerSink | undefined;
+  private readonly maxTracked: number;
+  /** Counted-through position per source. */
+  private readonly positions = new Map<string, { line?: number; cursor?: string; time: number }>();
+  /** Restored watermarks still to pass, per source. */
+  private readonly resumeAfter = new Map<string, Position>();
+  private events: StateEvent[] = [];
+  private wasOutage = false;
+  private sinceSweep = 0;
+  private readonly s = {
+    matches: 0, ignored: 0, skippedReplayed: 0, counted: 0, weakCounted: 0, weakIgnored: 0,
+    whileBanned: 0, allowlistedHits: 0, bans: 0, operatorBans: 0, unbans: 0, eventsDropped: 0,
+  };
+
+  constructor(opts: DeciderOptions) {
+    if (opts.policies.length === 0) throw new MailjailError('MJ_STATE_POLICY', 'at least one policy is needed');
+    this.maxTracked = opts.maxTracked ?? 1_000_000;
+    if (!Number.isInteger(this.maxTracked) || this.maxTracked < 1) throw new MailjailError('MJ_STATE_POLICY', 'maxTracked must be a positive integer');
+    for (const p of opts.policies) {
+      validatePolicy(p);
+      if (this.byName.has(p.name) || p.name === MANUAL_POLICY) throw new MailjailError('MJ_STATE_POLICY', `policy name "${p.name}" used twice or reserved`);
+      const st = this.makeState(p, this.maxTracked);
+      this.states.push(st);
+      this.byName.set(p.name, st);
+    }
+    this.dedupe = new Deduper(opts);
+    this.allowlist = opts.allowlist;
+    this.ledger = opts.ledger;
+  }
+
+  /**
+   * Counts one matched line at time `now` (ms) and returns the bans it triggers (usually none).
+   * Decisions are in the ledger (when one is configured) before this returns.
+   */
+  observe(m: Match, now: number): BanDecision[] {
+    this.s.matches++;
+    if (++this.sinceSweep >= SWEEP_EVERY) this.sweep(now);
+    if (this.resumeAfter.size > 0 && this.alreadyCounted(m)) {
+      this.s.skippedReplayed++;
+      return NO_DECISIONS as BanDecision[];
+    }
+    this.track(m);
+    let any = false;
+    for (const st of this.states) if (policyCounts(st.p, m)) { any = true; break; }
+    if (!any) {
+      this.s.ignored++;
+      return NO_DECISIONS as BanDecision[];
+    }
+    const n = this.dedupe.credit(m, now);
+    if (n === 0) return NO_DECISIONS as BanDecision[];
+    const weak = m.attempt.weak === true;
+    let outage = false;
+    if (weak) {
+      outage = this.dedupe.weakOutage(m.ip, now);
+      if (outage !== this.wasOutage) this.emit({ kind: 'outage', state: outage ? 'start' : 'end', time: now });
+      this.wasOutage = outage;
+    }
+    if (this.allowlist?.contains(m.ip)) {
+      this.s.allowlistedHits += n;
+      for (const st of this.states) if (policyCounts(st.p, m)) this.reportAllowlisted(st, m.ip, now);
+      return NO_DECISIONS as BanDecision[];
+    }
+    let out: BanDecision[] | undefined;
+    const entries: LedgerEntry[] = [];
+    for (const st of this.states) {
+      if (!policyCounts(st.p, m)) continue;
+      const rec = this.count(st, m, n, weak, outage, now);
+      if (rec) {
+        (out ??= []).push({ action: 'ban', target: rec.target, until: rec.until, level: rec.level, policy: rec.policy, ruleId: rec.ruleId, evidence: [m] });
+        entries.push({ t: 'ban', ...rec, through: this.through() });
+      }
+    }
+    if (!out) return NO_DECISIONS as BanDecision[];
+    this.ledger?.record(entries);
+    return out;
+  }
+
+  /** `observe` over a batch; `now` defaults to each match's event time (replay). */
+  observeBatch(ms: readonly Match[], now?: number): BanDecision[] {
+    const out: BanDecision[] = [];
+    for (const m of ms) {
+      const d = this.observe(m, now ?? m.event.time);
+      if (d.length > 0) out.push(...d);
+    }
+    return out;
+  }
+
+  /**
+   * Operator ban: enters the same path as a rule ban (ledger, history, the same decision type).
+   * `bantime` (s) defaults to the policy's escalated ban time. Allowlisted targets are refused.
+   */
+  ban(req: { readonly target: string; readonly now: number; readonly bantime?: number; readonly policy?: string; readonly ruleId?: string }): BanDecision[] {
+    const target = parseTarget(req.target);
+    if (this.allowlist?.overlaps(parseCidr(target)!)) throw new MailjailError('MJ_STATE_ALLOWLISTED', `${target} is allowlisted; remove it from the allowlist first`);
+    if (req.bantime !== undefined && !(Number.isFinite(req.bantime) && req.bantime > 0)) throw new MailjailError('MJ_STATE_BANTIME', 'bantime must be > 0 seconds');
+    const st = this.stateFor(req.policy ?? MANUAL_POLICY, req.policy === undefined);
+    const rec = this.decide(st, target, req.ruleId ?? 'operator', req.now, req.bantime);
+    st.table.delete(target);
+    this.s.operatorBans++;
+    this.ledger?.record([{ t: 'ban', ...rec, through: this.through() }]);
+    return [{ action: 'ban', target: rec.target, until: rec.until, level: rec.level, policy: rec.policy, ruleId: rec.ruleId, evidence: [] }];
+  }
+
+  /** Operator unban: lifts the target's active bans in every policy and forgets its counts. */
+  unban(req: { readonly target: string; readonly now: number; readonly reason?: 'operator' | 'reconcile' }): BanDecision[] {
+    const target = parseTarget(req.target);
+    const reason = req.reason ?? 'operator';
+    const out: BanDecision[] = [];
+    const entries: LedgerEntry[] = [];
+    for (const st of this.allStates()) {
+      st.table.delete(target);
+      const rec = st.bans.get(target);
+      if (!rec || rec.until <= req.now) continue;
+      st.bans.set(target, { ...rec, until: req.now });
+      out.push({ action: 'unban', target, policy: st.p.name, reason });
+      entries.push({ t: 'unban', target, policy: st.p.name, at: req.now, reason });
+    }
+    // Nothing known here: still ask the firewall to remove it (idempotent there).
+    if (out.length === 0) {
+      out.push({ action: 'unban', target, reason });
+      entries.push({ t: 'unban', target, at: req.now, reason });
+    }
+    this.s.unbans += out.length;
+    this.ledger?.record(entries);
+    return out;
+  }
+
+  /**
+   * Loads a ledger's state after a restart: history for escalation, active bans (returned as
+   * decisions to re-apply through the firewall, not written again) and the counted-through
+   * positions, so lines re-fed by a source are not counted twice.
+   */
+  restore(state: LedgerState, now: number): BanDecision[] {
+    const out: BanDecision[] = [];
+    for (const rec of state.bans) {
+      const st = this.stateFor(rec.policy, true);
+      if (st.historyMs > 0 && rec.since >= now - st.historyMs) pushSorted(st.history, rec.target, rec.since);
+      if (rec.until > now) {
+        const cur = st.bans.get(rec.target);
+        if (!cur || cur.until < rec.until) st.bans.set(rec.target, rec);
+      }
+    }
+    for (const st of this.allStates()) {
+      for (const rec of st.bans.values()) {
+        if (rec.until > now) out.push({ action: 'ban', target: rec.target, until: rec.until, level: rec.level, policy: rec.policy, ruleId: rec.ruleId, evidence: [] });
+      }
+    }
+    for (const [k, pos] of Object.entries(state.through)) {
+      this.resumeAfter.set(k, pos);
+      this.positions.set(k, { ...pos });
+    }
+    return out;
+  }
+
+  /** Active bans at `now`, over all policies. */
+  activeBans(now: number): ActiveBan[] {
+    const out: ActiveBan[] = [];
+    for (const st of this.allStates()) for (const rec of st.bans.values()) if (rec.until > now) out.push(rec);
+    return out;
+  }
+
+  /** Counted-through position per source, for a checkpoint on orderly shutdown. */
+  through(): Through {
+    return Object.fromEntries([...this.positions].map(([k, v]) => [k, { ...v }]));
+  }
+
+  /** Drops expired bans and history older than the history window (also run every 65 536 matches). */
+  sweep(now: number): void {
+    this.sinceSweep = 0;
+    for (const st of this.allStates()) {
+      for (const [k, rec] of st.bans) if (rec.until <= now) st.bans.delete(k);
+      for (const [k, times] of st.history) {
+        while (times.length > 0 && times[0]! < now - st.historyMs) times.shift();
+        if (times.length === 0) st.history.delete(k);
+      }
+    }
+  }
+
+  drainEvents(): StateEvent[] {
+    const e = this.events;
+    this.events = [];
+    return e;
+  }
+
+  stats(): DeciderStats {
+    let tracked = 0, evictions = 0, activeBans = 0;
+    for (const st of this.allStates()) {
+      tracked += st.table.size;
+      evictions += st.table.evictions;
+      activeBans += st.bans.size;
+    }
+    const d = this.dedupe.stats;
+    return {
+      ...this.s, absorbed: d.absorbed, sessionsEvicted: d.sessionsEvicted, outages: d.outages,
+      outage: this.dedupe.outage, tracked, evictions, activeBans,
+    };
+  }
+
+  // ── internals ────────────────────────────────────────────────────────────────────────────
+
+  /** Adds `n` attempts of `m` to policy `st`; returns the ban record when this makes maxretry. */
+  private count(st: PolicyState, m: Match, n: number, weak: boolean, outage: boolean, now: number): BanRecord | undefined {
+    const key = keyOf(m.ip, st.p);
+    const banned = st.bans.get(key) ?? (key !== m.ip ? st.bans.get(m.ip) : undefined);
+    if (banned && banned.until > now) {
+      this.s.whileBanned += n;
+      return undefined;
+    }
+    let slot = st.table.get(key);
+    if (weak) {
+      // A weak line counts only next to a definite failure of the same offender, and never
+      // while many addresses fail weakly at once (our auth server is down, not an attack).
+      if (outage || slot === undefined || st.table.lastDefinite(slot) < now - st.window) {
+        this.s.weakIgnored += n;
+        return undefined;
+      }
+    }
+    slot ??= st.table.add(key);
+    // Out-of-order lines (merged sources) are counted at the newest time seen for the key,
+    // so the ring stays in time order.
+    const t = Math.max(now, st.table.latest(slot));
+    st.table.push(slot, t, n, userHash(m.user), !weak);
+    this.s.counted += n;
+    if (weak) this.s.weakCounted += n;
+    const since = t - st.window;
+    if (st.table.countSince(slot, since) < st.p.maxretry) return undefined;
+    if (st.p.distinctUsers !== undefined && st.table.distinctUsersSince(slot, since) < st.p.distinctUsers) return undefined;
+    let target: Ip | Cidr = key as Ip | Cidr;
+    // Never let a prefix ban cover an allowlisted address: fall back to the offending address.
+    if (target !== m.ip && this.allowlist?.overlaps(target as Cidr)) target = m.ip;
+    st.table.delete(key);
+    this.s.bans++;
+    return this.decide(st, target, m.ruleId, t);
+  }
+
+  /** Ban length with escalation and recidive; records the ban and its history. */
+  private decide(st: PolicyState, target: Ip | Cidr, ruleId: string, now: number, bantime?: number): BanRecord {
+    const hist = st.history.get(target);
+    const p = st.p;
+    const escWindow = (p.escalation?.window ?? DEFAULT_ESCALATION_WINDOW) * 1000;
+    let previous = 0, recent = 0;
+    for (const t of hist ?? []) {
+      if (p.escalation && t >= now - escWindow) previous++;
+      if (p.recidive && t >= now - p.recidive.window * 1000) recent++;
+    }
+    const seconds = bantime ?? banSeconds(p, previous, recent);
+    const rec: BanRecord = { policy: p.name, target, since: now, until: now + seconds * 1000, level: previous, ruleId };
+    st.bans.set(target, rec);
+    if (st.historyMs > 0) pushSorted(st.history, target, now);
+    return rec;
+  }
+
+  private reportAllowlisted(st: PolicyState, ip: Ip, now: number): void {
+    const k = `${st.p.name}\0${ip}`;
+    const last = st.allowReported.get(k);
+    if (last !== undefined && now - last <= st.window) return;
+    st.allowReported.delete(k);
+    st.allowReported.set(k, now);
+    if (st.allowReported.size > 10_000) st.allowReported.delete(st.allowReported.keys().next().value!);
+    this.emit({ kind: 'allowlisted', ip, policy: st.p.name, time: now });
+  }
+
+  private emit(e: StateEvent): void {
+    if (this.events.length >= MAX_EVENTS) this.s.eventsDropped++;
+    else this.events.push(e);
+  }
+
+  private track(m: Match): void {
+    const o = m.event.origin;
+    const k = `${o.kind}:${o.name ?? ''}`;
+    let pos = this.positions.get(k);
+    if (!pos) {
+      pos = { time: m.event.time };
+      this.positions.set(k, pos);
+    }
+    pos.time = m.event.time;
+    if (o.line !== undefined) pos.line = o.line; else delete pos.line;
+    if (o.cursor !== undefined) pos.cursor = o.cursor; else delete pos.cursor;
+  }
+
+  /** Whether a re-fed match lies at or before its source's restored position (then skipped). */
+  private alreadyCounted(m: Match): boolean {
+    const o = m.event.origin;
+    const k = `${o.kind}:${o.name ?? ''}`;
+    const wm = this.resumeAfter.get(k);
+    if (!wm) return false;
+    let before: boolean;
+    if (o.line !== undefined && wm.line !== undefined) before = o.line <= wm.line;
+    else if (o.cursor !== undefined && o.cursor === wm.cursor) before = true;
+    else before = m.event.time < wm.time;
+    // The first line past the position ends skipping for that source: later lines always count.
+    if (!before || (o.cursor !== undefined && o.cursor === wm.cursor)) this.resumeAfter.delete(k);
+    return before;
+  }
+
+  private makeState(p: Policy, max: number): PolicyState {
+    return {
+      p, window: p.findtime * 1000, historyMs: historyWindow(p) * 1000,
+      table: new SlotTable(p.maxretry, max, p.distinctUsers !== undefined),
+      bans: new Map(), history: new Map(), allowReported: new Map(),
+    };
+  }
+
+  /** A configured policy, or a carrier for operator bans and for bans of policies no longer configured. */
+  private stateFor(name: string, create: boolean): PolicyState {
+    let st = this.byName.get(name);
+    if (st) return st;
+    if (!create) throw new MailjailError('MJ_STATE_POLICY', `no policy named "${name}"`);
+    st = this.makeState(manualPolicy(name), 1);
+    this.byName.set(name, st);
+    return st;
+  }
+
+  private allStates(): Iterable<PolicyState> {
+    return this.byName.values();
+  }
+}
+
+/** The counting key of an address under a policy: the address, or its prefix as a CIDR. */
+export function keyOf(ip: Ip, p: Policy): Ip | Cidr {
+  const v6 = isIpv6(ip);
+  const len = v6 ? p.ipv6Prefix : p.ipv4Prefix;
+  return len === (v6 ? 128 : 32) ? ip : prefixOf(ip, len);
+}
+
+/** Operator input → canonical Ip (full-length) or Cidr. */
+function parseTarget(s: string): Ip | Cidr {
+  const c = parseCidr(s);
+  if (!c) throw new MailjailError('MJ_STATE_TARGET', `"${s}" is not an address or CIDR`);
+  const { addr, len } = splitCidr(c);
+  return len === (isIpv6(addr) ? 128 : 32) ? addr : c;
+}
+
+function pushSorted(m: Map<string, number[]>, k: string, t: number): void {
+  const a = m.get(k);
+  if (!a) {
+    m.set(k, [t]);
+    return;
+  }
+  let i = a.length;
+  while (i > 0 && a[i - 1]! > t) i--;
+  a.splice(i, 0, t);
+  if (a.length > 64) a.shift();
+}

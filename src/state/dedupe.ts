@@ -1,0 +1,150 @@
+// Turns matched lines into attempts, so that each login attempt counts once however many lines
+// the daemons log for it (see docs/counting.md). Shared by all policies: it answers "how many new
+// attempts does this line add", never "is this address banned".
+import { LRUCache } from 'lru-cache';
+import type { Ip, Match } from '../types.js';
+
+/** The side Dovecot's auth process takes in a pair; a later login summary may absorb its credits. */
+export const AUTH_PROCESS_SIDE = 'auth-process';
+
+export interface DedupeOptions {
+  /** Lines of two sides of one pair group this close in time (ms) are one attempt. Default 30 s. */
+  readonly pairWindowMs?: number;
+  /** A login summary absorbs unpaired auth-process lines of its address this old at most (ms). Default 5 min. */
+  readonly summaryWindowMs?: number;
+  /** Weak lines from this many distinct addresses ... */
+  readonly outageAddresses?: number;
+  /** ... within this many ms mean an outage on our side. Defaults 3 and 60 s. */
+  readonly outageWindowMs?: number;
+  /** Sessions remembered (LRU). Default 100 000. */
+  readonly maxSessions?: number;
+  /** Addresses with unpaired lines remembered. Default 100 000. */
+  readonly maxUnpaired?: number;
+}
+
+interface Unpaired {
+  readonly group: string;
+  readonly side: string;
+  readonly time: number;
+}
+
+export interface DedupeStats {
+  /** Lines that added nothing (second side of a pair, session lines already counted). */
+  absorbed: number;
+  sessionsEvicted: number;
+  outages: number;
+}
+
+export class Deduper {
+  private readonly pairWindow: number;
+  private readonly summaryWindow: number;
+  private readonly outageAddresses: number;
+  private readonly outageWindow: number;
+  private readonly maxUnpaired: number;
+  /** ip + NUL + session → attempts counted for that session. */
+  private readonly sessions: LRUCache<string, number>;
+  /** ip → unpaired lines, oldest first. */
+  private readonly unpaired = new Map<Ip, Unpaired[]>();
+  /** ip → time of its last weak line, in time order (re-inserted on update). */
+  private readonly weakSeen = new Map<Ip, number>();
+  private outageNow = false;
+  readonly stats: DedupeStats = { absorbed: 0, sessionsEvicted: 0, outages: 0 };
+
+  constructor(o: DedupeOptions = {}) {
+    this.pairWindow = o.pairWindowMs ?? 30_000;
+    this.summaryWindow = o.summaryWindowMs ?? 300_000;
+    this.outageAddresses = o.outageAddresses ?? 3;
+    this.outageWindow = o.outageWindowMs ?? 60_000;
+    this.maxUnpaired = o.maxUnpaired ?? 100_000;
+    this.sessions = new LRUCache<string, number>({
+      max: o.maxSessions ?? 100_000,
+      dispose: (_v, _k, reason) => {
+        if (reason === 'evict') this.stats.sessionsEvicted++;
+      },
+    });
+  }
+
+  /** New attempts this line adds (0 when it repeats an attempt already counted). */
+  credit(m: Match, now: number): number {
+    const a = m.attempt;
+    let n = 1;
+    if (a.session !== undefined) {
+      const key = `${m.ip}\0${a.session}`;
+      let counted = this.sessions.get(key) ?? 0;
+      if (a.total !== undefined) {
+        const total = Math.max(0, Math.floor(a.total));
+        // Older Dovecot logs its driver lines without the session id: they were counted as
+        // unpaired auth-process credits of this address; the summary covers them.
+        if (counted < total) counted += this.absorbAuthProcess(m.ip, now, total - counted);
+        n = Math.max(0, total - counted);
+        this.sessions.set(key, Math.max(counted, total));
+      } else {
+        this.sessions.set(key, counted + 1);
+      }
+    }
+    if (n > 0 && a.pair !== undefined && a.total === undefined) n = this.pair(m.ip, a.pair.group, a.pair.side, now);
+    if (n === 0) this.stats.absorbed++;
+    return n;
+  }
+
+  /** Records a weak line and says whether an outage (many addresses failing weakly) is in progress. */
+  weakOutage(ip: Ip, now: number): boolean {
+    this.weakSeen.delete(ip);
+    this.weakSeen.set(ip, now);
+    for (const [k, t] of this.weakSeen) {
+      if (t >= now - this.outageWindow && this.weakSeen.size <= 10_000) break;
+      this.weakSeen.delete(k);
+    }
+    const outage = this.weakSeen.size >= this.outageAddresses;
+    if (outage && !this.outageNow) this.stats.outages++;
+    this.outageNow = outage;
+    return outage;
+  }
+
+  get outage(): boolean {
+    return this.outageNow;
+  }
+
+  /** 1 if this line starts an attempt, 0 if it is the other side of one counted within the window. */
+  private pair(ip: Ip, group: string, side: string, now: number): number {
+    const list = this.prune(ip, now);
+    const i = list.findIndex((u) => u.group === group && u.side !== side && Math.abs(now - u.time) <= this.pairWindow);
+    if (i >= 0) {
+      list.splice(i, 1);
+      if (list.length === 0) this.unpaired.delete(ip);
+      return 0;
+    }
+    list.push({ group, side, time: now });
+    if (list.length === 1) {
+      this.unpaired.set(ip, list);
+      if (this.unpaired.size > this.maxUnpaired) {
+        const oldest = this.unpaired.keys().next().value;
+        if (oldest !== undefined) this.unpaired.delete(oldest);
+      }
+    }
+    return 1;
+  }
+
+  /** Consumes up to `want` unpaired auth-process credits of `ip`, oldest first; returns how many. */
+  private absorbAuthProcess(ip: Ip, now: number, want: number): number {
+    const list = this.prune(ip, now);
+    let got = 0;
+    for (let i = 0; i < list.length && got < want; ) {
+      if (list[i]!.side === AUTH_PROCESS_SIDE && list[i]!.time <= now) {
+        list.splice(i, 1);
+        got++;
+      } else i++;
+    }
+    if (list.length === 0) this.unpaired.delete(ip);
+    return got;
+  }
+
+  /** The address's unpaired lines still young enough to pair or be absorbed. */
+  private prune(ip: Ip, now: number): Unpaired[] {
+    const list = this.unpaired.get(ip);
+    if (!list) return [];
+    const keep = Math.max(this.pairWindow, this.summaryWindow);
+    while (list.length > 0 && now - list[0]!.time > keep) list.shift();
+    return list;
+  }
+}

@@ -1,0 +1,175 @@
+// The ban ledger: an append-only JSON-lines file in the state directory. Every record() is
+// written and fdatasync'ed before it returns, so a decision handed to the firewall is already on
+// disk when `kill -9` comes. A torn last line (killed mid-write) is cut off on open. Compaction
+// rewrites the file with only what a restart needs (active bans, history inside the window, the
+// counted-through position) via write-temp + fsync + rename + fsync(dir).
+import { closeSync, existsSync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { isIpv6, parseCidr, splitCidr } from '../parse/ip.js';
+import { MailjailError } from '../types.js';
+import type { BanRecord, LedgerEntry, LedgerSink, LedgerState, Through } from './records.js';
+
+export const LEDGER_FILE = 'bans.jsonl';
+
+export interface LedgerOptions {
+  /** Keep past bans this long for escalation/recidive history (ms). Default 30 days. */
+  readonly historyMs?: number;
+  /** Compact when this many entries were appended since the last compaction and they outnumber live ones 2:1. Default 10 000. */
+  readonly compactAfter?: number;
+  /** fdatasync after each record (default true; false only for benchmarks of the format itself). */
+  readonly sync?: boolean;
+}
+
+export interface LedgerOpenResult {
+  readonly ledger: Ledger;
+  readonly state: LedgerState;
+  /** Lines that could not be read (a torn last line is cut off and counted here too). */
+  readonly badLines: number;
+}
+
+export class Ledger implements LedgerSink {
+  readonly path: string;
+  private fd: number;
+  private readonly dir: string;
+  private readonly historyMs: number;
+  private readonly compactAfter: number;
+  private readonly sync: boolean;
+  private bans: BanRecord[] = [];
+  private through: Through = {};
+  private appended = 0;
+  private latest = 0;
+  compactions = 0;
+
+  private constructor(dir: string, o: LedgerOptions) {
+    this.dir = dir;
+    this.path = join(dir, LEDGER_FILE);
+    this.historyMs = o.historyMs ?? 30 * 86400_000;
+    this.compactAfter = o.compactAfter ?? 10_000;
+    this.sync = o.sync ?? true;
+    this.fd = -1;
+  }
+
+  /** Opens (creating) the ledger in `dir` and reads back its state. */
+  static open(dir: string, o: LedgerOptions = {}): LedgerOpenResult {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const l = new Ledger(dir, o);
+    let badLines = 0;
+    if (existsSync(l.path)) {
+      const buf = readFileSync(l.path);
+      let good = 0; // byte length of the well-formed prefix
+      let start = 0;
+      while (start < buf.length) {
+        const nl = buf.indexOf(0x0a, start);
+        if (nl < 0) { badLines++; break; } // torn tail: no newline, written by a killed process
+        const line = buf.subarray(start, nl).toString('utf8');
+        start = nl + 1;
+        let e: LedgerEntry | undefined;
+        try { e = parseEntry(line); } catch { e = undefined; }
+        if (e) { l.apply(e); l.appended++; } else if (line.trim() !== '') badLines++;
+        good = start;
+      }
+      l.fd = openSync(l.path, 'r+');
+      if (good < buf.length) {
+        ftruncateSync(l.fd, good);
+        fsyncSync(l.fd);
+      }
+      closeSync(l.fd);
+    }
+    l.fd = openSync(l.path, 'a', 0o600);
+    if (l.appended > l.compactAfter) l.compact(l.latest);
+    return { ledger: l, state: l.state(), badLines };
+  }
+
+  /** Appends entries and makes them durable before returning. */
+  record(entries: readonly LedgerEntry[]): void {
+    if (entries.length === 0) return;
+    if (this.fd < 0) throw new MailjailError('MJ_STATE_LEDGER', 'ledger is closed');
+    let text = '';
+    for (const e of entries) text += JSON.stringify(e) + '\n';
+    try {
+      writeSync(this.fd, text);
+      if (this.sync) fdatasyncSync(this.fd);
+    } catch (err) {
+      throw new MailjailError('MJ_STATE_LEDGER', `cannot write ${this.path}`, { cause: err });
+    }
+    for (const e of entries) this.apply(e);
+    this.appended += entries.length;
+    if (this.appended > this.compactAfter && this.appended > 2 * this.bans.length) this.compact(this.latest);
+  }
+
+  /** Writes a checkpoint of the counted-through position (orderly shutdown). */
+  mark(through: Through): void {
+    this.record([{ t: 'mark', through }]);
+  }
+
+  /** What a restart needs, as the decider's `restore` takes it. */
+  state(): LedgerState {
+    return { bans: this.bans.map((b) => ({ ...b })), through: this.through };
+  }
+
+  /** Rewrites the file with live state only. `now` decides what history is still inside the window. */
+  compact(now: number): void {
+    this.bans = this.bans.filter((b) => b.until > now || b.since >= now - this.historyMs);
+    const tmp = `${this.path}.tmp`;
+    const fd = openSync(tmp, 'w', 0o600);
+    try {
+      let text = '';
+      for (const b of this.bans) text += JSON.stringify({ t: 'ban', ...b }) + '\n';
+      text += JSON.stringify({ t: 'mark', through: this.through }) + '\n';
+      writeSync(fd, text);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, this.path);
+    const dfd = openSync(this.dir, 'r');
+    try { fsyncSync(dfd); } finally { closeSync(dfd); }
+    closeSync(this.fd);
+    this.fd = openSync(this.path, 'a', 0o600);
+    this.appended = this.bans.length + 1;
+    this.compactions++;
+  }
+
+  close(): void {
+    if (this.fd >= 0) closeSync(this.fd);
+    this.fd = -1;
+  }
+
+  private apply(e: LedgerEntry): void {
+    if (e.t === 'ban') {
+      const { t: _t, through, ...rec } = e;
+      this.bans.push(rec);
+      if (through) this.through = through;
+      this.latest = Math.max(this.latest, rec.since);
+    } else if (e.t === 'unban') {
+      for (let i = 0; i < this.bans.length; i++) {
+        const b = this.bans[i]!;
+        if (b.target === e.target && (e.policy === undefined || b.policy === e.policy) && b.until > e.at) this.bans[i] = { ...b, until: e.at };
+      }
+      this.latest = Math.max(this.latest, e.at);
+    } else {
+      this.through = e.through;
+    }
+  }
+}
+
+function parseEntry(line: string): LedgerEntry | undefined {
+  if (line.trim() === '') return undefined;
+  const e = JSON.parse(line) as Record<string, unknown>;
+  const num = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x);
+  const str = (x: unknown): x is string => typeof x === 'string';
+  // Targets come back through parse/ip like any other address text: only canonical ones are taken.
+  if (str(e.target) && canonicalTarget(e.target) !== e.target) return undefined;
+  if (e.t === 'ban' && str(e.policy) && str(e.target) && num(e.since) && num(e.until) && num(e.level) && str(e.ruleId)) return e as unknown as LedgerEntry;
+  if (e.t === 'unban' && str(e.target) && num(e.at) && str(e.reason)) return e as unknown as LedgerEntry;
+  if (e.t === 'mark' && typeof e.through === 'object' && e.through !== null) return e as unknown as LedgerEntry;
+  return undefined;
+}
+
+/** The canonical form of an address (no /len) or network, as the decider writes targets. */
+export function canonicalTarget(s: string): string | undefined {
+  const c = parseCidr(s);
+  if (!c) return undefined;
+  const { addr, len } = splitCidr(c);
+  return len === (isIpv6(addr) ? 128 : 32) && !s.includes('/') ? addr : c;
+}

@@ -1,0 +1,90 @@
+// `mailjail check` as a user runs it: the built CLI in a child process, on files and stdin.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const CLI = join(ROOT, 'dist/src/cli/main.js');
+const DEMO = join(ROOT, 'test/fixtures/demo.log');
+
+function run(args: string[], input?: string): { code: number | null; out: string; err: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', input, env: { ...process.env, TZ: 'UTC' } });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+test('check on the bundled demo log names the attackers and spares the user who mistyped once', () => {
+  const r = run(['check', DEMO]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /Would ban 3 addresses under policy mail-auth/);
+  for (const who of ['203.0.113.45', '2001:db8:bad:1::/64', '198.51.100.23']) assert.ok(r.out.includes(who), `${who} in:\n${r.out}`);
+  assert.ok(!/192\.0\.2\.50 .*\d{4}-/.test(r.out.split('Would ban')[1]!), 'the user who mistyped once is not banned');
+  assert.ok(!r.out.split('Would ban')[1]!.includes('203.0.113.99'), 'three attempts are below maxretry');
+});
+
+test('check --json: one object per matched line, then the summary', () => {
+  const r = run(['check', '--json', DEMO]);
+  assert.equal(r.code, 0, r.err);
+  const lines = r.out.trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const summary = lines.pop()!['summary'] as { lines: number; matched: number; banned: string[] };
+  assert.equal(summary.lines, 125);
+  assert.equal(summary.matched, lines.length);
+  assert.deepEqual(new Set(summary.banned), new Set(['203.0.113.45', '2001:db8:bad:1::/64', '198.51.100.23']));
+  for (const m of lines) {
+    assert.deepEqual(Object.keys(m).filter((k) => k !== 'user'), ['line', 'rule', 'service', 'class', 'ip', 'time']);
+    assert.equal(typeof m['line'], 'number');
+    assert.match(String(m['time']), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  }
+});
+
+test('check reads stdin, --maxretry/--findtime change the verdict', () => {
+  const line = (i: number): string => `Nov  4 00:00:0${i} mx1 postfix/smtpd[1]: warning: unknown[192.0.2.7]: SASL LOGIN authentication failed: UGFzc3dvcmQ6\n`;
+  const input = [1, 2, 3].map(line).join('');
+  const strict = run(['check', '--json', '--maxretry', '3', '-'], input);
+  assert.deepEqual((JSON.parse(strict.out.trimEnd().split('\n').pop()!) as { summary: { banned: string[] } }).summary.banned, ['192.0.2.7']);
+  const lax = run(['check', '--json', '-'], input);
+  assert.deepEqual((JSON.parse(lax.out.trimEnd().split('\n').pop()!) as { summary: { banned: string[] } }).summary.banned, []);
+  const narrow = run(['check', '--json', '--maxretry', '3', '--findtime', '1', '-'], input);
+  assert.deepEqual((JSON.parse(narrow.out.trimEnd().split('\n').pop()!) as { summary: { banned: string[] } }).summary.banned, []);
+});
+
+test('check journald JSON on stdin (journalctl -o json | mailjail check -)', () => {
+  const e = (i: number): string => JSON.stringify({
+    __REALTIME_TIMESTAMP: String(1730678400000000 + i * 1e6), _HOSTNAME: 'imap1', SYSLOG_IDENTIFIER: 'dovecot',
+    MESSAGE: `imap-login: Disconnected: Connection closed (auth failed, 1 attempts in 2 secs): user=<admin>, method=PLAIN, rip=203.0.113.8, lip=192.0.2.10, TLS, session=<sess${i}AAAAAAAAAAA>`,
+  });
+  const r = run(['check', '--json', '--maxretry', '2', '-'], `${e(1)}\n${e(2)}\n`);
+  assert.equal(r.code, 0, r.err);
+  const out = r.out.trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.equal(out.length, 3);
+  assert.equal(out[0]!['ip'], '203.0.113.8');
+  assert.equal(out[0]!['time'], '2024-11-04T00:00:01.000Z');
+  assert.deepEqual((out[2]!['summary'] as { banned: string[] }).banned, ['203.0.113.8']);
+});
+
+test('bad input: clear errors, counted skips, never a crash', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mj-check-'));
+  try {
+    const missing = run(['check', join(dir, 'nope.log')]);
+    assert.equal(missing.code, 2);
+    assert.match(missing.err, /cannot read .*nope\.log/);
+    const fmt = run(['check', '--format', 'xml', DEMO]);
+    assert.notEqual(fmt.code, 0);
+    assert.match(fmt.err, /format/);
+    const big = join(dir, 'big.log');
+    writeFileSync(big, `${'x'.repeat(70_000)}\n{"MESSAGE": broken\nNov  4 00:00:01 mx1 postfix/smtpd[1]: connect from x\n\u0000\u00ff garbage\n`);
+    const r = run(['check', '--json', big]);
+    assert.equal(r.code, 0, r.err);
+    const s = (JSON.parse(r.out.trimEnd().split('\n').pop()!) as { summary: { lines: number; skippedOversize: number; parseErrors: number } }).summary;
+    assert.deepEqual([s.lines, s.skippedOversize, s.parseErrors], [4, 1, 1]);
+    const badRules = run(['check', '--rules', join(ROOT, 'test/fixtures/rules-bad'), DEMO]);
+    assert.equal(badRules.code, 2);
+    assert.match(badRules.err, /MJ_RULE_NO_IP/);
+    assert.match(badRules.err, /no-ip\.yaml:7/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

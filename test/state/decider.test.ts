@@ -1,0 +1,267 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Decider } from '../../src/state/decider.js';
+import { Allowlist } from '../../src/state/allowlist.js';
+import { DEFAULT_POLICY } from '../../src/state/policy.js';
+import type { Policy } from '../../src/state/policy.js';
+import { parseCidr } from '../../src/parse/ip.js';
+import type { BanDecision, Cidr } from '../../src/types.js';
+import { T0, match, s } from './helpers.js';
+
+const P: Policy = { ...DEFAULT_POLICY, escalation: { factor: 2, maxBantime: 4 * 3600 } };
+const bans = (ds: readonly BanDecision[]): BanDecision[] => ds.filter((d) => d.action === 'ban');
+
+test('window edge: the attempt exactly findtime after the first still counts (closed window)', () => {
+  const d = new Decider({ policies: [P] });
+  const times = [0, 150, 300, 450];
+  for (const t of times) assert.equal(d.observe(match('192.0.2.1', T0 + s(t)), T0 + s(t)).length, 0, 'no ban before maxretry');
+  const out = d.observe(match('192.0.2.1', T0 + s(600)), T0 + s(600));
+  assert.equal(out.length, 1);
+  const b = out[0]!;
+  assert.equal(b.action, 'ban');
+  if (b.action === 'ban') {
+    assert.equal(b.target, '192.0.2.1');
+    assert.equal(b.until, T0 + s(600) + s(3600));
+    assert.equal(b.level, 0);
+    assert.equal(b.policy, 'mail-auth');
+  }
+});
+
+test('window edge: one millisecond past findtime the first attempt no longer counts', () => {
+  const d = new Decider({ policies: [P] });
+  for (const t of [0, 150, 300, 450]) d.observe(match('192.0.2.1', T0 + s(t)), T0 + s(t));
+  assert.equal(d.observe(match('192.0.2.1', T0 + s(600) + 1), T0 + s(600) + 1).length, 0);
+  // ... and the next one (5 within the window again) bans.
+  assert.equal(d.observe(match('192.0.2.1', T0 + s(601)), T0 + s(601)).length, 1);
+});
+
+test('while banned no re-ban; after expiry a fresh maxretry is needed', () => {
+  const d = new Decider({ policies: [P] });
+  let n = 0;
+  for (let i = 0; i < 5; i++) n += d.observe(match('192.0.2.1', T0 + i), T0 + i).length;
+  assert.equal(n, 1);
+  for (let i = 0; i < 20; i++) assert.equal(d.observe(match('192.0.2.1', T0 + s(10 + i)), T0 + s(10 + i)).length, 0);
+  assert.equal(d.stats().whileBanned, 20);
+  const after = T0 + s(3600) + s(1);
+  for (let i = 0; i < 4; i++) assert.equal(d.observe(match('192.0.2.1', after + i), after + i).length, 0);
+  const out = d.observe(match('192.0.2.1', after + 4), after + 4);
+  assert.equal(out.length, 1);
+  const b = out[0]!;
+  assert.ok(b.action === 'ban' && b.level === 1 && b.until === after + 4 + s(7200), 'escalated to level 1, doubled');
+});
+
+test('escalation doubles per previous ban and is capped at maxBantime', () => {
+  const d = new Decider({ policies: [P] });
+  let t = T0;
+  const lengths: number[] = [];
+  for (let round = 0; round < 5; round++) {
+    for (let i = 0; i < 5; i++) {
+      for (const b of bans(d.observe(match('192.0.2.9', t), t))) if (b.action === 'ban') { lengths.push((b.until - t) / 1000); t = b.until; }
+      t += 1;
+    }
+  }
+  assert.deepEqual(lengths, [3600, 7200, 14400, 14400, 14400]);
+});
+
+test('recidive: the Nth ban within the window gets the long ban time', () => {
+  const p: Policy = { ...DEFAULT_POLICY, name: 'r', recidive: { bans: 3, window: 86400, bantime: 7 * 86400 } };
+  const { escalation: _e, ...noEsc } = p;
+  const d = new Decider({ policies: [noEsc] });
+  let t = T0;
+  const lengths: number[] = [];
+  for (let round = 0; round < 3; round++) {
+    for (let i = 0; i < 5; i++) {
+      for (const b of d.observe(match('192.0.2.9', t), t)) if (b.action === 'ban') { lengths.push((b.until - t) / 1000); t = b.until; }
+      t += 1;
+    }
+  }
+  assert.deepEqual(lengths, [3600, 3600, 7 * 86400]);
+});
+
+test('session: lines of one session count once each, a summary raises the count to its total, never beyond', () => {
+  const d = new Decider({ policies: [{ ...P, maxretry: 6 }] });
+  const sess = (t: number, total?: number) => match('198.51.100.7', T0 + t, { attempt: total === undefined ? { session: 'abc' } : { session: 'abc', total } });
+  d.observe(sess(1), T0 + 1);
+  d.observe(sess(2), T0 + 2);
+  assert.equal(d.stats().counted, 2);
+  d.observe(sess(3, 3), T0 + 3); // "3 attempts": one more than the two lines
+  assert.equal(d.stats().counted, 3);
+  d.observe(sess(4, 3), T0 + 4); // the same summary again adds nothing
+  d.observe(sess(5, 2), T0 + 5); // a smaller total never subtracts
+  assert.equal(d.stats().counted, 3);
+  const out = d.observe(sess(6, 6), T0 + 6);
+  assert.equal(d.stats().counted, 6);
+  assert.equal(bans(out).length, 1, 'the summary that makes maxretry bans');
+});
+
+test('a session summary alone with N >= maxretry bans at once; another session of the same address counts separately', () => {
+  const d = new Decider({ policies: [P] });
+  assert.equal(d.observe(match('198.51.100.8', T0, { attempt: { session: 'x1', total: 3 } }), T0).length, 0);
+  assert.equal(d.observe(match('198.51.100.8', T0 + 1, { attempt: { session: 'x2', total: 2 } }), T0 + 1).length, 1);
+});
+
+test('pair: a Postfix SASL line and the Dovecot auth line for the same address are one attempt, either order', () => {
+  const mta = { pair: { group: 'sasl', side: 'mta' } } as const;
+  const auth = { pair: { group: 'sasl', side: 'auth-process' } } as const;
+  const d = new Decider({ policies: [P] });
+  d.observe(match('203.0.113.5', T0, { attempt: mta }), T0);
+  d.observe(match('203.0.113.5', T0 + s(2), { attempt: auth }), T0 + s(2));
+  d.observe(match('203.0.113.5', T0 + s(3), { attempt: auth }), T0 + s(3));
+  d.observe(match('203.0.113.5', T0 + s(4), { attempt: mta }), T0 + s(4));
+  assert.equal(d.stats().counted, 2);
+  assert.equal(d.stats().absorbed, 2);
+  // Beyond the pairing window the two sides are separate attempts.
+  d.observe(match('203.0.113.5', T0 + s(100), { attempt: mta }), T0 + s(100));
+  d.observe(match('203.0.113.5', T0 + s(131), { attempt: auth }), T0 + s(131));
+  assert.equal(d.stats().counted, 4);
+  // Two lines of the same side never pair; another address never pairs.
+  d.observe(match('203.0.113.6', T0 + s(200), { attempt: mta }), T0 + s(200));
+  d.observe(match('203.0.113.6', T0 + s(201), { attempt: mta }), T0 + s(201));
+  d.observe(match('203.0.113.7', T0 + s(201), { attempt: auth }), T0 + s(201));
+  assert.equal(d.stats().counted, 7);
+});
+
+test('a Dovecot login summary absorbs the earlier session-less auth-process lines of its address', () => {
+  const auth = { pair: { group: 'sasl', side: 'auth-process' } } as const;
+  const d = new Decider({ policies: [{ ...P, maxretry: 10 }] });
+  for (let i = 0; i < 3; i++) d.observe(match('203.0.113.9', T0 + s(i), { attempt: auth }), T0 + s(i));
+  assert.equal(d.stats().counted, 3);
+  d.observe(match('203.0.113.9', T0 + s(10), { attempt: { session: 'S1', total: 3 } }), T0 + s(10));
+  assert.equal(d.stats().counted, 3, '3 driver lines + "3 attempts" = 3');
+  d.observe(match('203.0.113.9', T0 + s(11), { attempt: auth }), T0 + s(11));
+  d.observe(match('203.0.113.9', T0 + s(12), { attempt: { session: 'S2', total: 4 } }), T0 + s(12));
+  assert.equal(d.stats().counted, 7, '1 driver line + "4 attempts" = 4 more');
+  // An absorbed auth-process line can no longer pair with a Postfix line.
+  d.observe(match('203.0.113.9', T0 + s(13), { attempt: { pair: { group: 'sasl', side: 'mta' } } }), T0 + s(13));
+  assert.equal(d.stats().counted, 8);
+});
+
+test('weak lines count next to a definite failure of the same address: a hammering attacker is banned', () => {
+  const d = new Decider({ policies: [P] });
+  const weak = { weak: true } as const;
+  assert.equal(d.observe(match('192.0.2.50', T0, { attempt: weak }), T0).length, 0);
+  assert.equal(d.stats().weakIgnored, 1, 'weak alone does not count');
+  d.observe(match('192.0.2.50', T0 + 1), T0 + 1);
+  const out: BanDecision[] = [];
+  for (let i = 2; i < 6; i++) out.push(...d.observe(match('192.0.2.50', T0 + i, { attempt: weak }), T0 + i));
+  assert.equal(bans(out).length, 1);
+  assert.equal(d.stats().weakCounted, 4);
+});
+
+test('weak lines during an auth-server outage (many addresses at once) ban nobody', () => {
+  const d = new Decider({ policies: [P] });
+  const out: BanDecision[] = [];
+  const users = ['192.0.2.60', '192.0.2.61', '192.0.2.62', '192.0.2.63'];
+  let t = T0;
+  for (const u of users) out.push(...d.observe(match(u, t++), t)); // one real typo each
+  for (let round = 0; round < 10; round++) for (const u of users) out.push(...d.observe(match(u, t, { attempt: { weak: true } }), t++));
+  assert.equal(out.length, 0);
+  assert.ok(d.stats().outage);
+  assert.equal(d.stats().outages, 1);
+  assert.ok(d.drainEvents().some((e) => e.kind === 'outage' && e.state === 'start'));
+});
+
+test('IPv6 is counted and banned per /64: rotating addresses inside it are one offender', () => {
+  const d = new Decider({ policies: [P] });
+  const out: BanDecision[] = [];
+  for (let i = 1; i <= 5; i++) out.push(...d.observe(match(`2001:db8:1:2::${i.toString(16)}`, T0 + i), T0 + i));
+  assert.equal(out.length, 1);
+  assert.equal(out[0]!.target, '2001:db8:1:2::/64');
+  // A neighbour /64 is separate.
+  assert.equal(d.observe(match('2001:db8:1:3::1', T0 + 9), T0 + 9).length, 0);
+});
+
+test('IPv4 prefix aggregation when configured; full-length prefixes ban the address', () => {
+  const d = new Decider({ policies: [{ ...P, ipv4Prefix: 24, ipv6Prefix: 128 }] });
+  const out: BanDecision[] = [];
+  for (let i = 1; i <= 5; i++) out.push(...d.observe(match(`198.51.100.${i}`, T0 + i), T0 + i));
+  assert.equal(out[0]?.target, '198.51.100.0/24');
+  for (let i = 1; i <= 5; i++) out.push(...d.observe(match('2001:db8::1', T0 + 10 + i), T0 + 10 + i));
+  assert.equal(out[1]?.target, '2001:db8::1');
+});
+
+test('allowlisted addresses are counted for reporting, never banned, reported once per window', () => {
+  const allow = new Allowlist([parseCidr('192.0.2.0/28')!, parseCidr('2001:db8:1:2::53')!]);
+  const d = new Decider({ policies: [P], allowlist: allow });
+  const out: BanDecision[] = [];
+  for (let i = 0; i < 20; i++) out.push(...d.observe(match('192.0.2.3', T0 + s(i)), T0 + s(i)));
+  assert.equal(out.length, 0);
+  assert.equal(d.stats().allowlistedHits, 20);
+  let ev = d.drainEvents();
+  assert.equal(ev.length, 1);
+  assert.deepEqual(ev[0], { kind: 'allowlisted', ip: '192.0.2.3', policy: 'mail-auth', time: T0 });
+  d.observe(match('192.0.2.3', T0 + s(700)), T0 + s(700));
+  ev = d.drainEvents();
+  assert.equal(ev.length, 1, 'reported again in the next window');
+  // A /64 holding an allowlisted address: the ban falls back to the offending address.
+  for (let i = 1; i <= 5; i++) out.push(...d.observe(match('2001:db8:1:2::99', T0 + i), T0 + i));
+  assert.equal(out.length, 1);
+  assert.equal(out[0]!.target, '2001:db8:1:2::99');
+  assert.equal(d.observe(match('2001:db8:1:2::53', T0 + 9), T0 + 9).length, 0);
+});
+
+test('several policies count independently with their own thresholds and filters', () => {
+  const smtpOnly: Policy = { ...P, name: 'smtp-fast', services: ['smtp'], maxretry: 2, findtime: 60, bantime: 600 };
+  const probes: Policy = { ...P, name: 'probes', classes: ['probe'], maxretry: 3 };
+  const d = new Decider({ policies: [P, smtpOnly, probes] });
+  const out: BanDecision[] = [];
+  out.push(...d.observe(match('192.0.2.70', T0, { service: 'smtp' }), T0));
+  out.push(...d.observe(match('192.0.2.70', T0 + 1, { service: 'smtp' }), T0 + 1));
+  assert.deepEqual(out.map((b) => b.action === 'ban' && b.policy), ['smtp-fast']);
+  for (let i = 0; i < 3; i++) out.push(...d.observe(match('192.0.2.71', T0 + i, { cls: 'probe' }), T0 + i));
+  assert.deepEqual(out.map((b) => b.action === 'ban' && b.policy), ['smtp-fast', 'probes']);
+  assert.equal(d.observe(match('192.0.2.72', T0, { cls: 'reject' }), T0).length, 0);
+  assert.equal(d.stats().ignored, 1);
+});
+
+test('distinct users: one stale password retried behind NAT does not ban, a dictionary does', () => {
+  const d = new Decider({ policies: [{ ...P, distinctUsers: 3 }] });
+  const out: BanDecision[] = [];
+  for (let i = 0; i < 20; i++) out.push(...d.observe(match('192.0.2.80', T0 + s(i), { user: 'alice' }), T0 + s(i)));
+  assert.equal(out.length, 0);
+  for (const u of ['a', 'b', 'c', 'd', 'e']) out.push(...d.observe(match('192.0.2.81', T0 + 1, { user: u }), T0 + 1));
+  assert.equal(out.length, 1);
+  // Lines without a user name cannot be proven to repeat one: they count as distinct.
+  for (let i = 0; i < 5; i++) out.push(...d.observe(match('192.0.2.82', T0 + i), T0 + i));
+  assert.equal(out.length, 2);
+});
+
+test('the table is bounded: least recently used keys are evicted and counted', () => {
+  const d = new Decider({ policies: [P], maxTracked: 100 });
+  for (let i = 0; i < 250; i++) d.observe(match(`10.0.${i >> 8}.${i & 255}`, T0 + i), T0 + i);
+  const st = d.stats();
+  assert.equal(st.tracked, 100);
+  assert.equal(st.evictions, 150);
+  // An attacker stays tracked while fewer than maxTracked other addresses go by between its attempts.
+  const d2 = new Decider({ policies: [P], maxTracked: 10 });
+  let banned = 0;
+  for (let i = 0; i < 100; i++) {
+    if (i % 5 === 0) banned += d2.observe(match('192.0.2.99', T0 + i), T0 + i).length;
+    d2.observe(match(`10.1.0.${i}`, T0 + i), T0 + i);
+  }
+  assert.equal(banned, 1);
+});
+
+test('operator ban and unban go through the same path and records', () => {
+  const recorded: unknown[] = [];
+  const d = new Decider({ policies: [P], ledger: { record: (e) => recorded.push(...e) } });
+  const b = d.ban({ target: '2001:DB8::7', now: T0, bantime: 60 });
+  assert.deepEqual(b.map((x) => x.action === 'ban' && [x.target, x.until, x.policy]), [['2001:db8::7', T0 + s(60), 'manual']]);
+  assert.equal(d.activeBans(T0).length, 1);
+  const u = d.unban({ target: '2001:db8::7', now: T0 + 5 });
+  assert.deepEqual(u, [{ action: 'unban', target: '2001:db8::7', policy: 'manual', reason: 'operator' }]);
+  assert.equal(d.activeBans(T0 + 6).length, 0);
+  assert.equal(recorded.length, 2);
+  // A policy ban with escalation from the operator, and refusing allowlisted targets.
+  const d2 = new Decider({ policies: [P], allowlist: new Allowlist([parseCidr('127.0.0.0/8') as Cidr]) });
+  assert.throws(() => d2.ban({ target: '127.0.0.1', now: T0 }), /MJ_STATE_ALLOWLISTED/);
+  assert.throws(() => d2.ban({ target: 'not-an-ip', now: T0 }), /MJ_STATE_TARGET/);
+  const pb = d2.ban({ target: '192.0.2.1', now: T0, policy: 'mail-auth' });
+  assert.ok(pb[0]!.action === 'ban' && pb[0]!.until === T0 + s(3600));
+});
+
+test('policies are validated with a stable code', () => {
+  assert.throws(() => new Decider({ policies: [{ ...P, maxretry: 0 }] }), /MJ_STATE_POLICY.*maxretry/);
+  assert.throws(() => new Decider({ policies: [{ ...P, ipv6Prefix: 129 }] }), /MJ_STATE_POLICY.*ipv6Prefix/);
+  assert.throws(() => new Decider({ policies: [P, P] }), /MJ_STATE_POLICY/);
+});

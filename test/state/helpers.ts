@@ -1,0 +1,42 @@
+// Builders for matches as the rules stage would emit them.
+import { parseIp } from '../../src/parse/ip.js';
+import type { AttemptInfo, Ip, Match, RuleClass, Service } from '../../src/types.js';
+
+export const T0 = Date.UTC(2026, 10, 4, 0, 0, 0);
+
+export function ip(s: string): Ip {
+  const v = parseIp(s);
+  if (!v) throw new Error(`bad test address ${s}`);
+  return v;
+}
+
+export interface MatchOpts {
+  readonly attempt?: AttemptInfo;
+  readonly cls?: RuleClass;
+  readonly service?: Service;
+  readonly user?: string;
+  readonly line?: number;
+  readonly source?: string;
+  readonly ruleId?: string;
+}
+
+/** A match of `addr` at `t` ms. */
+export function match(addr: string, t: number, o: MatchOpts = {}): Match {
+  return {
+    ip: ip(addr),
+    ruleId: o.ruleId ?? 'test-auth',
+    service: o.service ?? 'imap',
+    class: o.cls ?? 'auth',
+    ...(o.user !== undefined ? { user: o.user } : {}),
+    attempt: o.attempt ?? {},
+    event: {
+      time: t,
+      host: 'mx1',
+      program: 'test',
+      message: 'test',
+      origin: { kind: 'file', name: o.source ?? 'test.log', ...(o.line !== undefined ? { line: o.line } : {}) },
+    },
+  };
+}
+
+export const s = (n: number): number => n * 1000;
