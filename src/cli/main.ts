@@ -3,6 +3,8 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { register as registerCheck } from './check.js';
+import { register as registerConfig } from './config.js';
+import { register as registerControl } from './control.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -13,5 +15,7 @@ const program = new Command()
   .showHelpAfterError();
 
 registerCheck(program);
+registerConfig(program);
+registerControl(program);
 
 await program.parseAsync(process.argv);

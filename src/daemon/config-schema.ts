@@ -109,12 +109,16 @@ export const SCHEMA: Field = {
           enabled: { kind: 'bool' },
           classes: { kind: 'list', of: { kind: 'str', enum: RULE_CLASSES }, nonEmpty: true },
           services: { kind: 'list', of: { kind: 'str', enum: SERVICES }, nonEmpty: true },
-          maxretry: { kind: 'int', min: 1, max: 100_000 },
+          maxretry: { kind: 'int', min: 1, max: 1000 },
           findtime: { kind: 'duration', min: 1000 },
           bantime: { kind: 'duration', min: 1000 },
           escalation: {
             kind: 'obj',
-            fields: { factor: { kind: 'num', min: 1, max: 1000 }, max: { kind: 'duration', min: 1000 } },
+            fields: {
+              factor: { kind: 'num', min: 1, max: 1000 },
+              maxBantime: { kind: 'duration', min: 1000 },
+              window: { kind: 'duration', min: 1000 },
+            },
           },
           recidive: {
             kind: 'obj',
@@ -126,6 +130,7 @@ export const SCHEMA: Field = {
           },
           ipv4Prefix: { kind: 'int', min: 8, max: 32 },
           ipv6Prefix: { kind: 'int', min: 16, max: 128 },
+          distinctUsers: { kind: 'int', min: 1, max: 1000 },
         },
       },
     },

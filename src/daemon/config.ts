@@ -49,11 +49,17 @@ export interface PolicyConfig {
   readonly maxretry: number;
   readonly findtime: number;
   readonly bantime: number;
-  readonly escalation?: { readonly factor: number; readonly max: number };
+  /** bantime × factor^level (level = earlier bans within `window`, default 30 days), capped at maxBantime. */
+  readonly escalation?: { readonly factor: number; readonly maxBantime: number; readonly window?: number };
   readonly recidive?: { readonly bans: number; readonly window: number; readonly bantime: number };
   readonly ipv4Prefix: number;
   readonly ipv6Prefix: number;
+  /** The last maxretry attempts must name at least this many distinct users. */
+  readonly distinctUsers?: number;
 }
+
+/** Reserved by the state stage for operator bans that name no policy. */
+export const MANUAL_POLICY_NAME = 'manual';
 
 export interface FirewallConfig {
   readonly backend: 'ipset' | 'nftables' | 'dry-run';
@@ -445,12 +451,21 @@ function resolveMerged(m: Plain, locs: Map<string, Loc>, files: readonly string[
       maxretry: num('maxretry', 5),
       findtime: num('findtime', 600_000),
       bantime,
-      ...(esc ? { escalation: { factor: typeof esc['factor'] === 'number' ? esc['factor'] : 2, max: typeof esc['max'] === 'number' ? esc['max'] : 7 * 86_400_000 } } : {}),
+      ...(esc ? {
+        escalation: {
+          factor: typeof esc['factor'] === 'number' ? esc['factor'] : 2,
+          maxBantime: typeof esc['maxBantime'] === 'number' ? esc['maxBantime'] : 7 * 86_400_000,
+          ...(typeof esc['window'] === 'number' ? { window: esc['window'] } : {}),
+        },
+      } : {}),
       ...(rec ? { recidive: { bans: typeof rec['bans'] === 'number' ? rec['bans'] : 3, window: typeof rec['window'] === 'number' ? rec['window'] : 86_400_000, bantime: typeof rec['bantime'] === 'number' ? rec['bantime'] : 7 * 86_400_000 } } : {}),
       ipv4Prefix: num('ipv4Prefix', 32),
       ipv6Prefix: num('ipv6Prefix', 64),
+      ...(typeof p['distinctUsers'] === 'number' ? { distinctUsers: p['distinctUsers'] } : {}),
     };
-    if (pol.escalation && pol.escalation.max < bantime) problem('MJ_CONFIG_VALUE', `${key}.escalation.max`, 'must not be shorter than the policy\'s bantime');
+    if (name === MANUAL_POLICY_NAME) problem('MJ_CONFIG_VALUE', key, `"${MANUAL_POLICY_NAME}" is reserved for operator bans that name no policy`);
+    if (pol.distinctUsers !== undefined && pol.distinctUsers > pol.maxretry) problem('MJ_CONFIG_VALUE', `${key}.distinctUsers`, 'must not exceed maxretry');
+    if (pol.escalation && pol.escalation.maxBantime < bantime) problem('MJ_CONFIG_VALUE', `${key}.escalation.maxBantime`, 'must not be shorter than the policy\'s bantime');
     if (pol.recidive && pol.recidive.bantime < bantime) problem('MJ_CONFIG_VALUE', `${key}.recidive.bantime`, 'must not be shorter than the policy\'s bantime');
     policies.push(pol);
   }

@@ -26,7 +26,7 @@ policies:
     bantime: 1h
     escalation:
       factor: 2
-      max: 7d
+      maxBantime: 7d
     ipv4Prefix: 32
     ipv6Prefix: 64
 

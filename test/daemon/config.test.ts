@@ -35,7 +35,7 @@ test('the embedded default serves one journald mail server: journald source, aut
   assert.equal(p.maxretry, 5);
   assert.equal(p.findtime, 600_000);
   assert.equal(p.bantime, 3_600_000);
-  assert.deepEqual(p.escalation, { factor: 2, max: 7 * 86_400_000 });
+  assert.deepEqual(p.escalation, { factor: 2, maxBantime: 7 * 86_400_000 });
   assert.equal(p.ipv6Prefix, 64);
   assert.equal(c.firewall.backend, 'ipset');
   assert.deepEqual(c.firewall.ports, [25, 465, 587, 110, 995, 143, 993, 4190]);
