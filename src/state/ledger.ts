@@ -14,7 +14,7 @@ export const LEDGER_FILE = 'bans.jsonl';
 export interface LedgerOptions {
   /** Keep past bans this long for escalation/recidive history (ms). Default 30 days. */
   readonly historyMs?: number;
-  /** Compact when this many entries were appended since the last compaction and they outnumber live ones 2:1. Default 10 000. */
+  /** Check for compaction every this many appended entries (at least); compact when dead entries outnumber live ones. Default 10 000. */
   readonly compactAfter?: number;
   /** fdatasync after each record (default true; false only for benchmarks of the format itself). */
   readonly sync?: boolean;
@@ -38,6 +38,7 @@ export class Ledger implements LedgerSink {
   private through: Through = {};
   private appended = 0;
   private latest = 0;
+  private nextCheck: number;
   compactions = 0;
 
   private constructor(dir: string, o: LedgerOptions) {
@@ -47,6 +48,7 @@ export class Ledger implements LedgerSink {
     this.compactAfter = o.compactAfter ?? 10_000;
     this.sync = o.sync ?? true;
     this.fd = -1;
+    this.nextCheck = this.compactAfter;
   }
 
   /** Opens (creating) the ledger in `dir` and reads back its state. */
@@ -76,7 +78,11 @@ export class Ledger implements LedgerSink {
       closeSync(l.fd);
     }
     l.fd = openSync(l.path, 'a', 0o600);
-    if (l.appended > l.compactAfter) l.compact(l.latest);
+    if (l.appended > l.compactAfter) {
+      l.prune(l.latest);
+      if (l.appended > 2 * l.bans.length + 1) l.compact(l.latest);
+    }
+    l.nextCheck = l.appended + Math.max(l.compactAfter, l.bans.length);
     return { ledger: l, state: l.state(), badLines };
   }
 
@@ -94,7 +100,16 @@ export class Ledger implements LedgerSink {
     }
     for (const e of entries) this.apply(e);
     this.appended += entries.length;
-    if (this.appended > this.compactAfter && this.appended > 2 * this.bans.length) this.compact(this.latest);
+    if (this.appended >= this.nextCheck) {
+      this.prune(this.latest);
+      if (this.appended > 2 * this.bans.length + 1) this.compact(this.latest);
+      this.nextCheck = this.appended + Math.max(this.compactAfter, this.bans.length);
+    }
+  }
+
+  /** Forgets bans that are over and older than the history window. */
+  private prune(now: number): void {
+    this.bans = this.bans.filter((b) => b.until > now || b.since >= now - this.historyMs);
   }
 
   /** Writes a checkpoint of the counted-through position (orderly shutdown). */
@@ -109,7 +124,7 @@ export class Ledger implements LedgerSink {
 
   /** Rewrites the file with live state only. `now` decides what history is still inside the window. */
   compact(now: number): void {
-    this.bans = this.bans.filter((b) => b.until > now || b.since >= now - this.historyMs);
+    this.prune(now);
     const tmp = `${this.path}.tmp`;
     const fd = openSync(tmp, 'w', 0o600);
     try {
@@ -133,6 +148,7 @@ export class Ledger implements LedgerSink {
   close(): void {
     if (this.fd >= 0) closeSync(this.fd);
     this.fd = -1;
+    this.nextCheck = this.compactAfter;
   }
 
   private apply(e: LedgerEntry): void {

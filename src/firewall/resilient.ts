@@ -1,0 +1,227 @@
+// The wrapper the daemon talks to: queues decisions, retries failures with exponential backoff,
+// counts them, and never drops a decision it could still apply (a refused target is reported,
+// not retried). It also watches the kernel: a set or hook that vanished is recreated and refilled
+// from the ledger (which the state stage owns: we only read it through `activeBans`), and a set
+// reaching 80 % of its capacity is reported before it overflows.
+import type { ApplyReport, BanDecision, FirewallBackend } from '../types.js';
+import { hasStatus, isPermanent, type FirewallStatus } from './backend.js';
+import { codeOf, FW_CODES } from './exec.js';
+import { reconcile, type ReconcileReport } from './reconcile.js';
+import { checkTarget } from './targets.js';
+
+export type FirewallEvent =
+  | { readonly type: 'failure'; readonly error: Error; readonly pending: number }
+  | { readonly type: 'retry'; readonly attempt: number; readonly delayMs: number; readonly pending: number }
+  | { readonly type: 'rejected'; readonly decision: BanDecision; readonly error: Error }
+  | { readonly type: 'recovered'; readonly reason: string; readonly reconcile: ReconcileReport | undefined }
+  | { readonly type: 'near-full'; readonly family: 'v4' | 'v6'; readonly entries: number; readonly maxelem: number };
+
+export interface ResilientOptions {
+  /** The ledger's active bans (target → until ms), read on start and after a set was lost. */
+  readonly activeBans?: () => ReadonlyMap<string, number>;
+  readonly onEvent?: (e: FirewallEvent) => void;
+  /** First retry delay (default 250 ms), doubled per failed attempt up to maxDelayMs (default 30 s). */
+  readonly baseDelayMs?: number;
+  readonly maxDelayMs?: number;
+  /** How often start() schedules check() (default 30 s; 0 = never, the caller calls check()). */
+  readonly checkIntervalMs?: number;
+  /** Fill ratio that raises 'near-full' (default 0.8). */
+  readonly warnRatio?: number;
+}
+
+export interface FirewallStats {
+  /** Decisions applied. */
+  applied: number;
+  /** Failed apply attempts (each may cover many decisions). */
+  failures: number;
+  retries: number;
+  /** Times the sets/hooks were recreated and refilled. */
+  recoveries: number;
+  /** Decisions refused for good (invalid target, overlap), reported through 'rejected'. */
+  rejected: number;
+  /** Decisions waiting in the queue. */
+  pending: number;
+  lastError: string | undefined;
+}
+
+export class ResilientFirewall implements FirewallBackend {
+  readonly name: string;
+  private readonly queue = new Map<string, BanDecision>();
+  private chain: Promise<unknown> = Promise.resolve();
+  private attempt = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private checkTimer: NodeJS.Timeout | undefined;
+  private needRecover = false;
+  private closed = false;
+  private readonly s: FirewallStats = { applied: 0, failures: 0, retries: 0, recoveries: 0, rejected: 0, pending: 0, lastError: undefined };
+
+  constructor(readonly backend: FirewallBackend, private readonly opts: ResilientOptions = {}) {
+    this.name = backend.name;
+  }
+
+  private emit(e: FirewallEvent): void {
+    try { this.opts.onEvent?.(e); } catch { /* a logging fault must not break the sink */ }
+  }
+
+  /** Checks the tools, creates sets and hooks, reconciles with the ledger, starts the periodic check. */
+  async start(): Promise<ReconcileReport | undefined> {
+    await this.backend.healthcheck();
+    await this.backend.ensure();
+    const rep = this.opts.activeBans ? await reconcile(this.backend, this.opts.activeBans()) : undefined;
+    const every = this.opts.checkIntervalMs ?? 30_000;
+    if (every > 0 && !this.checkTimer) {
+      this.checkTimer = setInterval(() => { this.check().catch((e: unknown) => this.fail(e as Error)); }, every);
+      this.checkTimer.unref();
+    }
+    return rep;
+  }
+
+  healthcheck(): Promise<void> { return this.backend.healthcheck(); }
+  ensure(): Promise<void> { return this.backend.ensure(); }
+  list(): Promise<ReadonlyMap<string, number>> { return this.backend.list(); }
+
+  async stop(opts: { purge?: boolean } = {}): Promise<void> {
+    this.close();
+    await this.backend.stop(opts);
+  }
+
+  /** Stops timers (queued decisions stay queued; see stats().pending). */
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.retryTimer);
+    clearInterval(this.checkTimer);
+    this.retryTimer = undefined;
+    this.checkTimer = undefined;
+  }
+
+  stats(): Readonly<FirewallStats> {
+    return { ...this.s, pending: this.queue.size };
+  }
+
+  /** Decisions still waiting (oldest first). */
+  pending(): BanDecision[] {
+    return [...this.queue.values()];
+  }
+
+  /** Queues the batch and tries to apply everything queued. The report covers this attempt. */
+  apply(batch: readonly BanDecision[]): Promise<ApplyReport> {
+    for (const d of batch) {
+      // Last decision per target wins; re-inserting moves it behind older ones.
+      const key = checkTarget(d.target)?.key ?? `invalid:${String(d.target)}`;
+      this.queue.delete(key);
+      this.queue.set(key, d);
+    }
+    return this.flush();
+  }
+
+  /** One apply attempt over the whole queue, serialised with any other. */
+  flush(): Promise<ApplyReport> {
+    return this.serial(() => this.flushOnce());
+  }
+
+  /** Runs `fn` after everything already started on the kernel (applies and repairs never interleave). */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(fn);
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  private fail(e: Error): void {
+    this.s.failures++;
+    this.s.lastError = e.message;
+    this.emit({ type: 'failure', error: e, pending: this.queue.size });
+  }
+
+  private async flushOnce(): Promise<ApplyReport> {
+    if (this.queue.size === 0) return { applied: 0, failed: [] };
+    if (this.needRecover) {
+      try { await this.recover('a set was missing'); } catch (e) { this.fail(e as Error); this.scheduleRetry(); return { applied: 0, failed: [...this.queue.values()].map((decision) => ({ decision, error: e as Error })) }; }
+    }
+    const snapshot = [...this.queue.entries()];
+    let rep: ApplyReport;
+    try {
+      rep = await this.backend.apply(snapshot.map(([, d]) => d));
+    } catch (e) {
+      rep = { applied: 0, failed: snapshot.map(([, decision]) => ({ decision, error: e as Error })) };
+    }
+    const failed = new Map(rep.failed.map((f) => [f.decision, f.error]));
+    let retry: Error | undefined;
+    for (const [key, d] of snapshot) {
+      const err = failed.get(d);
+      if (err !== undefined && !isPermanent(err)) {
+        retry ??= err;
+        if (codeOf(err) === FW_CODES.SET_MISSING) this.needRecover = true;
+        continue;
+      }
+      if (this.queue.get(key) === d) this.queue.delete(key); // unless a newer decision replaced it meanwhile
+      if (err !== undefined) {
+        this.s.rejected++;
+        this.emit({ type: 'rejected', decision: d, error: err });
+      }
+    }
+    this.s.applied += rep.applied;
+    if (retry) {
+      this.fail(retry);
+      this.scheduleRetry();
+    } else {
+      this.attempt = 0;
+    }
+    return rep;
+  }
+
+  private scheduleRetry(): void {
+    if (this.retryTimer || this.closed) return;
+    const base = this.opts.baseDelayMs ?? 250;
+    const delayMs = Math.min(this.opts.maxDelayMs ?? 30_000, base * 2 ** this.attempt);
+    this.attempt++;
+    this.emit({ type: 'retry', attempt: this.attempt, delayMs, pending: this.queue.size });
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.s.retries++;
+      this.flush().catch((e: unknown) => { this.fail(e as Error); this.scheduleRetry(); });
+    }, delayMs);
+    this.retryTimer.unref();
+  }
+
+  /** Recreates sets and hooks, then refills them from the ledger. */
+  async recover(reason: string): Promise<ReconcileReport | undefined> {
+    await this.backend.ensure();
+    const rep = this.opts.activeBans ? await reconcile(this.backend, this.opts.activeBans()) : undefined;
+    this.needRecover = false;
+    this.s.recoveries++;
+    this.emit({ type: 'recovered', reason, reconcile: rep });
+    return rep;
+  }
+
+  /**
+   * Looks at the kernel: recreates and refills what vanished, warns when a set is 80 % full.
+   * Returns the status seen (before any repair), or undefined for backends without one.
+   */
+  async check(): Promise<FirewallStatus | undefined> {
+    if (!hasStatus(this.backend)) return undefined;
+    const st = await this.backend.status();
+    if (!st.present || !st.hooked) {
+      const what = !st.present ? 'sets/table missing' : 'hook missing';
+      await this.serial(() => this.recover(`${what}: recreated and refilled`));
+    }
+    const ratio = this.opts.warnRatio ?? 0.8;
+    for (const family of ['v4', 'v6'] as const) {
+      const n = st.entries[family];
+      if (n >= ratio * st.maxelem) this.emit({ type: 'near-full', family, entries: n, maxelem: st.maxelem });
+    }
+    return st;
+  }
+
+  /** Tries until the queue is empty or `timeoutMs` passed (shutdown). Returns what is still pending. */
+  async drain(timeoutMs = 5000): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    let delay = 50;
+    while (this.queue.size > 0 && Date.now() < deadline) {
+      await this.flush();
+      if (this.queue.size === 0) break;
+      await new Promise((r) => setTimeout(r, Math.min(delay, Math.max(0, deadline - Date.now()))));
+      delay = Math.min(delay * 2, 1000);
+    }
+    return this.queue.size;
+  }
+}
