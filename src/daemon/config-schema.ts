@@ -20,8 +20,8 @@ export type Field =
   | { readonly kind: 'custom'; readonly expect: string; readonly convert: (v: unknown) => { ok: unknown } | { error: string } };
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
-/** ipset/nft object names: short, no spaces, nothing a shell or the restore format could misread. */
-const FW_NAME = /^[A-Za-z][A-Za-z0-9_-]{0,30}$/;
+/** ipset/nft/iptables object names (the firewall stage's own rule): short, nothing a tool could misread. */
+const FW_NAME = /^[A-Za-z][A-Za-z0-9_-]{0,23}$/;
 const HOSTNAME = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 
 export const RULE_CLASSES = ['auth', 'probe', 'reject'] as const;
@@ -45,7 +45,7 @@ const str = (check?: (s: string) => string | undefined): Field => (check ? { kin
 const path = str((s) => (s.startsWith('/') || s.startsWith('.') ? undefined : 'must be a path (absolute, or relative starting with ".")'));
 const cidr = str((s) => (parseCidr(s) ? undefined : 'not an IP address or CIDR network'));
 const listen = str((s) => (parseListen(s) ? undefined : 'must be "host:port", "[ipv6]:port" or ":port"'));
-const fwName = str((s) => (FW_NAME.test(s) ? undefined : 'must be 1-31 letters, digits, "_" or "-", starting with a letter'));
+const fwName = str((s) => (FW_NAME.test(s) ? undefined : 'must be 1-24 letters, digits, "_" or "-", starting with a letter'));
 const allowEntry = str((s) =>
   parseCidr(s) || HOSTNAME.test(s) ? undefined : 'not an IP address, CIDR network or host name');
 
@@ -55,6 +55,8 @@ const syslogCommon: Record<string, Field> = {
   listen,
   allow: { kind: 'list', of: cidr },
   maxMessageSize: { kind: 'int', min: 480, max: 16 * 1024 * 1024 },
+  maxConnections: { kind: 'int', min: 1, max: 1_000_000 },
+  idleTimeout: { kind: 'duration', min: 1000 },
 };
 
 const ports: Field = {
@@ -63,6 +65,8 @@ const ports: Field = {
   convert: (v) => {
     if (v === 'all') return { ok: 'all' };
     if (!Array.isArray(v) || v.length === 0) return { error: 'must be a non-empty list of ports or "all"' };
+    // iptables' multiport match takes at most 15 ports.
+    if (v.length > 15) return { error: 'at most 15 ports (the iptables multiport limit); use "all" instead' };
     for (const p of v) {
       if (!Number.isInteger(p) || (p as number) < 1 || (p as number) > 65535) return { error: `${JSON.stringify(p)} is not a port (1-65535)` };
     }
@@ -88,6 +92,8 @@ export const SCHEMA: Field = {
             directory: path,
             files: { kind: 'list', of: path, nonEmpty: true },
             lookback: { kind: 'duration' },
+            units: { kind: 'list', of: { kind: 'str' }, nonEmpty: true },
+            reader: { kind: 'str', enum: ['auto', 'native', 'journalctl'] },
           },
           'syslog-udp': syslogCommon,
           'syslog-tcp': syslogCommon,
@@ -140,10 +146,12 @@ export const SCHEMA: Field = {
       fields: {
         backend: { kind: 'str', enum: BACKENDS },
         ports,
-        sets: { kind: 'obj', fields: { v4: fwName, v6: fwName } },
+        prefix: fwName,
         chain: fwName,
         table: fwName,
-        maxelem: { kind: 'int', min: 1024, max: 16_777_216 },
+        maxelem: { kind: 'int', min: 16, max: 16_777_216 },
+        target: { kind: 'str', enum: ['drop', 'reject'] },
+        ipv6: { kind: 'bool' },
       },
     },
     metrics: { kind: 'obj', fields: { enabled: { kind: 'bool' }, listen } },

@@ -25,8 +25,11 @@ export interface JournaldSourceConfig {
   /** Journal directory (containers, tests); default: the local system journal. */
   readonly directory?: string;
   readonly files?: readonly string[];
-  /** On first start (no saved cursor), how far back to read; 0 = from now. */
+  /** On first start (no saved cursor), how far back to read; 0 = the longest findtime. */
   readonly lookback: number;
+  /** Also read entries of these systemd units. */
+  readonly units?: readonly string[];
+  readonly reader: 'auto' | 'native' | 'journalctl';
 }
 
 export interface SyslogSourceConfig {
@@ -36,6 +39,8 @@ export interface SyslogSourceConfig {
   /** Sender networks allowed to log to this listener; others are dropped before parsing. */
   readonly allow: readonly Cidr[];
   readonly maxMessageSize: number;
+  readonly maxConnections?: number;
+  readonly idleTimeout?: number;
   readonly tls?: { readonly cert: string; readonly key: string; readonly ca?: string; readonly requireClientCert: boolean };
 }
 
@@ -61,13 +66,17 @@ export interface PolicyConfig {
 /** Reserved by the state stage for operator bans that name no policy. */
 export const MANUAL_POLICY_NAME = 'manual';
 
+/** Handed to the firewall stage as is (its resolveFirewallConfig fills the rest). */
 export interface FirewallConfig {
   readonly backend: 'ipset' | 'nftables' | 'dry-run';
   readonly ports: readonly number[] | 'all';
-  readonly sets: { readonly v4: string; readonly v6: string };
-  readonly chain: string;
-  readonly table: string;
+  /** Kernel object name prefix: ipset sets <prefix>-v4/-v6, chain <PREFIX>, nft table <prefix>. */
+  readonly prefix: string;
+  readonly chain?: string;
+  readonly table?: string;
   readonly maxelem: number;
+  readonly target: 'drop' | 'reject';
+  readonly ipv6: boolean;
 }
 
 export interface MailjailConfig {
@@ -395,6 +404,8 @@ function resolveMerged(m: Plain, locs: Map<string, Loc>, files: readonly string[
         ...(typeof s['directory'] === 'string' ? { directory: s['directory'] } : {}),
         ...(Array.isArray(s['files']) ? { files: s['files'] as string[] } : {}),
         lookback: typeof s['lookback'] === 'number' ? s['lookback'] : 0,
+        ...(Array.isArray(s['units']) ? { units: s['units'] as string[] } : {}),
+        reader: (s['reader'] as JournaldSourceConfig['reader'] | undefined) ?? 'auto',
       });
       continue;
     }
@@ -420,6 +431,8 @@ function resolveMerged(m: Plain, locs: Map<string, Loc>, files: readonly string[
         type: type as SyslogSourceConfig['type'], name, listen,
         allow: (s['allow'] as string[]).map((a) => parseCidr(a)!),
         maxMessageSize: typeof s['maxMessageSize'] === 'number' ? s['maxMessageSize'] : 65536,
+        ...(typeof s['maxConnections'] === 'number' ? { maxConnections: s['maxConnections'] } : {}),
+        ...(typeof s['idleTimeout'] === 'number' ? { idleTimeout: s['idleTimeout'] } : {}),
         ...(tls ? { tls } : {}),
       });
     }
@@ -472,16 +485,16 @@ function resolveMerged(m: Plain, locs: Map<string, Loc>, files: readonly string[
   if (policies.length === 0) problem('MJ_CONFIG_MISSING', 'policies', 'no enabled policy: add one under "policies"');
 
   const fw = obj(m['firewall']);
-  const sets = obj(fw['sets']);
   const firewall: FirewallConfig = {
     backend: (fw['backend'] as FirewallConfig['backend'] | undefined) ?? 'ipset',
     ports: (fw['ports'] as FirewallConfig['ports'] | undefined) ?? [...DEFAULT_PORTS],
-    sets: { v4: (sets['v4'] as string | undefined) ?? 'mailjail4', v6: (sets['v6'] as string | undefined) ?? 'mailjail6' },
-    chain: (fw['chain'] as string | undefined) ?? 'MAILJAIL',
-    table: (fw['table'] as string | undefined) ?? 'mailjail',
-    maxelem: (fw['maxelem'] as number | undefined) ?? 1_048_576,
+    prefix: (fw['prefix'] as string | undefined) ?? 'mailjail',
+    ...(typeof fw['chain'] === 'string' ? { chain: fw['chain'] } : {}),
+    ...(typeof fw['table'] === 'string' ? { table: fw['table'] } : {}),
+    maxelem: (fw['maxelem'] as number | undefined) ?? 65_536,
+    target: (fw['target'] as FirewallConfig['target'] | undefined) ?? 'drop',
+    ipv6: fw['ipv6'] !== false,
   };
-  if (firewall.sets.v4 === firewall.sets.v6) problem('MJ_CONFIG_VALUE', 'firewall.sets', 'the v4 and v6 sets need different names');
 
   const met = obj(m['metrics']);
   const metricsListen = parseListen(typeof met['listen'] === 'string' ? met['listen'] : '127.0.0.1:9761')!;

@@ -1,145 +1,122 @@
-// The queue between state and the firewall: decisions are batched (one apply() per burst),
-// applied in order, and retried with backoff when the backend fails — never dropped. The state
-// stage never waits on the kernel; only operator commands await their own decisions.
+// The daemon's handle on the firewall stage: the firewall's own ResilientFirewall does queueing,
+// retries, recovery and reconcile; this adds what the daemon needs on top — latency and counter
+// metrics, log lines for its events, and "wait until these decisions are in the kernel" for
+// operator commands. The state stage never waits on the kernel.
 import type { Logger } from 'pino';
+import { ResilientFirewall, type FirewallEvent } from '../firewall/index.js';
+import { checkTarget } from '../firewall/targets.js';
 import type { BanDecision, FirewallBackend } from '../types.js';
 import type { Metrics } from './metrics.js';
 import { RateLimitedLog } from './rate-limit.js';
 
 export interface FirewallSinkOptions {
-  /** Wait this long after the first queued decision to gather a batch (ms). */
-  readonly batchDelayMs?: number;
-  readonly maxBatch?: number;
-  /** Retry backoff: first delay and cap (ms). */
-  readonly retryBaseMs?: number;
-  readonly retryMaxMs?: number;
-  readonly now?: () => number;
-}
-
-interface Pending {
-  readonly d: BanDecision;
-  readonly done: () => void;
+  /** The ledger's active bans (target → until ms) for start-up reconcile and recovery. */
+  readonly activeBans: () => ReadonlyMap<string, number>;
+  readonly checkIntervalMs?: number;
+  readonly baseDelayMs?: number;
+  readonly maxDelayMs?: number;
 }
 
 export class FirewallSink {
-  private queue: Pending[] = [];
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private failures = 0;
-  private closed = false;
+  readonly fw: ResilientFirewall;
   private readonly warn: RateLimitedLog;
-  private readonly now: () => number;
-  /** Decisions applied / failed (attempts) over the lifetime. */
-  readonly stats = { applied: 0, failed: 0, batches: 0, skippedExpired: 0 };
+  private seen = { applied: 0, failures: 0, rejected: 0 };
 
-  constructor(
-    private backend: FirewallBackend,
-    private readonly metrics: Metrics,
-    private readonly log: Logger,
-    private readonly opts: FirewallSinkOptions = {},
-  ) {
+  constructor(backend: FirewallBackend, private readonly metrics: Metrics, private readonly log: Logger, opts: FirewallSinkOptions) {
     this.warn = new RateLimitedLog(log, { intervalMs: 60_000 });
-    this.now = opts.now ?? Date.now;
+    this.fw = new ResilientFirewall(backend, {
+      activeBans: opts.activeBans,
+      onEvent: (e) => this.onEvent(e),
+      ...(opts.checkIntervalMs !== undefined ? { checkIntervalMs: opts.checkIntervalMs } : {}),
+      ...(opts.baseDelayMs !== undefined ? { baseDelayMs: opts.baseDelayMs } : {}),
+      ...(opts.maxDelayMs !== undefined ? { maxDelayMs: opts.maxDelayMs } : {}),
+    });
   }
 
   get backendName(): string {
-    return this.backend.name;
+    return this.fw.name;
   }
 
   get pending(): number {
-    return this.queue.length;
+    return this.fw.stats().pending;
   }
 
-  /** Queues decisions; the promise resolves once they are applied (it waits through retries). */
-  push(decisions: readonly BanDecision[]): Promise<void> {
-    if (decisions.length === 0) return Promise.resolve();
-    const all = decisions.map((d) => new Promise<void>((done) => this.queue.push({ d, done })));
-    this.schedule(this.opts.batchDelayMs ?? 20);
-    return Promise.all(all).then(() => undefined);
+  stats(): { applied: number; failed: number; pending: number } {
+    const s = this.fw.stats();
+    return { applied: s.applied, failed: s.failures + s.rejected, pending: s.pending };
   }
 
-  /** Applies everything queued now; resolves when the queue is empty or `timeoutMs` passed (false). */
-  async flush(timeoutMs: number): Promise<boolean> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.queue.length > 0 || this.running) {
-      if (Date.now() >= deadline) return false;
-      if (this.timer) {
-        clearTimeout(this.timer);
-        this.timer = undefined;
-      }
-      if (!this.running) this.running = this.run();
-      await Promise.race([this.running, new Promise((r) => setTimeout(r, Math.max(1, deadline - Date.now())))]);
-      if (this.queue.length > 0 && this.failures > 0) await new Promise((r) => setTimeout(r, Math.min(200, Math.max(1, deadline - Date.now()))));
+  /** healthcheck + ensure + reconcile with the ledger; throws when the firewall cannot be set up. */
+  async start(): Promise<void> {
+    const rep = await this.fw.start();
+    if (rep) {
+      this.log.info({ added: rep.added, updated: rep.updated, removed: rep.removed, kept: rep.kept, failed: rep.failed.length },
+        'firewall reconciled with the ledger');
     }
-    return true;
+    this.syncCounters();
   }
 
-  /** Stops scheduling (pending decisions stay in the ledger and are re-applied at next start). */
-  close(): void {
-    this.closed = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
-  }
-
-  private schedule(delay: number): void {
-    if (this.closed || this.timer || this.running) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.running = this.run();
-    }, delay);
-    this.timer.unref?.();
-  }
-
-  private async run(): Promise<void> {
+  /** Hands decisions on; failures are retried by the firewall stage. Never throws. */
+  async push(decisions: readonly BanDecision[]): Promise<void> {
+    if (decisions.length === 0) return;
+    const t0 = process.hrtime.bigint();
     try {
-      while (this.queue.length > 0) {
-        const now = this.now();
-        const batch = this.queue.splice(0, this.opts.maxBatch ?? 5000);
-        // A ban whose time is already over needs no kernel entry (e.g. a retry after a long outage).
-        const live = batch.filter((p) => p.d.action !== 'ban' || p.d.until > now);
-        for (const p of batch) if (!live.includes(p)) { this.stats.skippedExpired++; p.done(); }
-        if (live.length === 0) continue;
-        const name = this.backend.name;
-        const t0 = process.hrtime.bigint();
-        let failed: Set<BanDecision>;
-        let error: Error | undefined;
-        try {
-          const report = await this.backend.apply(live.map((p) => p.d));
-          failed = new Set(report.failed.map((f) => f.decision));
-          error = report.failed[0]?.error;
-        } catch (e) {
-          failed = new Set(live.map((p) => p.d));
-          error = e as Error;
-        }
-        this.metrics.firewallLatency.observe({ backend: name }, Number(process.hrtime.bigint() - t0) / 1e9);
-        this.stats.batches++;
-        const retry: Pending[] = [];
-        for (const p of live) {
-          if (failed.has(p.d)) {
-            retry.push(p);
-            this.stats.failed++;
-            this.metrics.bansFailed.inc({ backend: name, action: p.d.action });
-          } else {
-            this.stats.applied++;
-            this.metrics.bansApplied.inc({ backend: name, action: p.d.action });
-            p.done();
-          }
-        }
-        if (retry.length > 0) {
-          // Back in front, in order: a later unban must not overtake the ban it lifts.
-          this.queue.unshift(...retry);
-          this.failures++;
-          const delay = Math.min(this.opts.retryMaxMs ?? 30_000, (this.opts.retryBaseMs ?? 500) * 2 ** Math.min(this.failures - 1, 16));
-          this.warn.warn('firewall-apply', { backend: name, failed: retry.length, retryInMs: delay, err: error?.message }, 'firewall apply failed; will retry');
-          if (this.closed) return;
-          await new Promise((r) => setTimeout(r, delay).unref?.());
-          if (this.closed) return;
-        } else {
-          this.failures = 0;
-        }
-      }
-    } finally {
-      this.running = undefined;
+      await this.fw.apply(decisions);
+    } catch (e) {
+      this.warn.warn('apply', { err: (e as Error).message }, 'firewall apply failed; will retry');
+    }
+    this.metrics.firewallLatency.observe({ backend: this.fw.name }, Number(process.hrtime.bigint() - t0) / 1e9);
+    this.syncCounters();
+  }
+
+  /** Resolves true once none of `decisions` waits in the firewall queue, false after `timeoutMs`. */
+  async settled(decisions: readonly BanDecision[], timeoutMs: number): Promise<boolean> {
+    const keys = new Set(decisions.map((d) => checkTarget(d.target)?.key ?? String(d.target)));
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const waiting = this.fw.pending().some((d) => keys.has(checkTarget(d.target)?.key ?? String(d.target)));
+      if (!waiting) return true;
+      if (Date.now() >= deadline) return false;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** Shutdown: tries to empty the queue, then stops timers. Sets and hooks stay (bans persist). */
+  async close(timeoutMs: number): Promise<number> {
+    const left = await this.fw.drain(timeoutMs);
+    this.fw.close();
+    this.syncCounters();
+    return left;
+  }
+
+  /** Feeds the firewall stage's own counters into Prometheus (deltas). */
+  syncCounters(): void {
+    const s = this.fw.stats();
+    const b = { backend: this.fw.name };
+    if (s.applied > this.seen.applied) this.metrics.bansApplied.inc(b, s.applied - this.seen.applied);
+    const failed = s.failures + s.rejected;
+    const seenFailed = this.seen.failures + this.seen.rejected;
+    if (failed > seenFailed) this.metrics.bansFailed.inc(b, failed - seenFailed);
+    this.seen = { applied: s.applied, failures: s.failures, rejected: s.rejected };
+  }
+
+  private onEvent(e: FirewallEvent): void {
+    switch (e.type) {
+      case 'failure':
+        this.warn.warn('fw-failure', { err: e.error.message, code: (e.error as { code?: string }).code, pending: e.pending }, 'firewall failure; decisions kept and retried');
+        break;
+      case 'retry':
+        this.log.debug({ attempt: e.attempt, delayMs: e.delayMs, pending: e.pending }, 'firewall retry scheduled');
+        break;
+      case 'rejected':
+        this.log.error({ target: String(e.decision.target), action: e.decision.action, err: e.error.message }, 'firewall refused a decision for good');
+        break;
+      case 'recovered':
+        this.log.warn({ reason: e.reason, ...(e.reconcile ? { added: e.reconcile.added, removed: e.reconcile.removed } : {}) }, 'firewall sets/hooks recreated and refilled');
+        break;
+      case 'near-full':
+        this.warn.warn(`near-full ${e.family}`, { family: e.family, entries: e.entries, maxelem: e.maxelem }, 'ban set is over 80 % full: raise firewall.maxelem');
+        break;
     }
   }
 }

@@ -23,9 +23,9 @@ export class Metrics {
   /** Entries pushed out of the bounded state table. */
   readonly evictions: Counter;
   readonly bansActive: Gauge<'policy'>;
-  /** Ban/unban decisions the firewall applied / failed to apply. */
-  readonly bansApplied: Counter<'backend' | 'action'>;
-  readonly bansFailed: Counter<'backend' | 'action'>;
+  /** Decisions the firewall applied; failed apply attempts and refused decisions. */
+  readonly bansApplied: Counter<'backend'>;
+  readonly bansFailed: Counter<'backend'>;
   /** Wall time of one firewall apply() batch. */
   readonly firewallLatency: Histogram<'backend'>;
   readonly reloads: Counter<'result'>;
@@ -40,8 +40,8 @@ export class Metrics {
     this.trackedAddresses = new Gauge({ name: 'mailjail_tracked_addresses', help: 'Addresses or prefixes in the state table', registers: r });
     this.evictions = new Counter({ name: 'mailjail_state_evictions_total', help: 'Entries evicted from the bounded state table', registers: r });
     this.bansActive = new Gauge({ name: 'mailjail_bans_active', help: 'Active bans, by policy', labelNames: ['policy'], registers: r });
-    this.bansApplied = new Counter({ name: 'mailjail_bans_applied_total', help: 'Decisions applied by the firewall, by backend and action', labelNames: ['backend', 'action'], registers: r });
-    this.bansFailed = new Counter({ name: 'mailjail_bans_failed_total', help: 'Decisions the firewall failed to apply, by backend and action', labelNames: ['backend', 'action'], registers: r });
+    this.bansApplied = new Counter({ name: 'mailjail_bans_applied_total', help: 'Decisions applied by the firewall, by backend', labelNames: ['backend'], registers: r });
+    this.bansFailed = new Counter({ name: 'mailjail_bans_failed_total', help: 'Failed firewall apply attempts and refused decisions, by backend', labelNames: ['backend'], registers: r });
     this.firewallLatency = new Histogram({
       name: 'mailjail_firewall_apply_seconds', help: 'Duration of one firewall apply batch', labelNames: ['backend'], registers: r,
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],

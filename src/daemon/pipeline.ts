@@ -5,7 +5,6 @@
 // stop sources → drain → flush pending bans → checkpoint the ledger → close.
 import { mkdirSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { parseCidr, parseIp } from '../parse/ip.js';
 import { parseRecord } from '../parse/index.js';
 import type { RuleEngine } from '../rules/engine.js';
 import { loadRulePack } from '../rules/pack.js';
@@ -59,6 +58,8 @@ export interface DaemonDeps {
   readonly restartMaxMs?: number;
   /** Housekeeping interval (gauges, sweep, events), ms. */
   readonly tickMs?: number;
+  /** How often the firewall stage checks that its sets and hooks are still there (ms; 0 = never). */
+  readonly firewallCheckMs?: number;
 }
 
 /** State → firewall policy: config durations are ms, the state stage counts in seconds. */
@@ -82,16 +83,6 @@ export function toStatePolicy(p: PolicyConfig): Policy {
     ipv6Prefix: p.ipv6Prefix,
     ...(p.distinctUsers !== undefined ? { distinctUsers: p.distinctUsers } : {}),
   };
-}
-
-/** Kernel listings may print "1.2.3.4/32"; the ledger says "1.2.3.4". */
-function canonical(t: string): string {
-  const ip = parseIp(t);
-  if (ip) return ip;
-  const c = parseCidr(t);
-  if (!c) return t;
-  const [addr, len] = c.split('/');
-  return len === (addr!.includes(':') ? '128' : '32') ? addr! : c;
 }
 
 const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
@@ -196,7 +187,7 @@ export class Daemon implements ControlHandlers {
 
   private constructor(
     private readonly deps: DaemonDeps,
-    init: { config: MailjailConfig; engine: RuleEngine; decider: Decider; allow: SwappableAllowlist; ledger: Ledger; sink: FirewallSink },
+    init: { config: MailjailConfig; engine: RuleEngine; decider: Decider; allow: SwappableAllowlist; ledger: Ledger; backend: FirewallBackend },
   ) {
     this.log = deps.log;
     this.metrics = deps.metrics;
@@ -209,7 +200,11 @@ export class Daemon implements ControlHandlers {
     this.decider = init.decider;
     this.allow = init.allow;
     this.ledger = init.ledger;
-    this.sink = init.sink;
+    this.sink = new FirewallSink(init.backend, deps.metrics, deps.log, {
+      // Read live: after a policy reload the decider is a new one.
+      activeBans: () => new Map(this.decider.activeBans(this.now()).map((b) => [b.target, b.until])),
+      ...(deps.firewallCheckMs !== undefined ? { checkIntervalMs: deps.firewallCheckMs } : {}),
+    });
     this.evidence = new EvidenceLog(Math.max(...init.config.policies.map((p) => p.findtime)));
     this.warnings = new RateLimitedLog(deps.log, { intervalMs: 60_000 });
   }
@@ -241,18 +236,16 @@ export class Daemon implements ControlHandlers {
       ledger.close();
       throw e;
     }
-    let backend: FirewallBackend;
+    let d: Daemon;
     try {
-      backend = deps.makeFirewall(config.firewall, { log, metrics: deps.metrics });
-      await backend.healthcheck();
-      await backend.ensure();
+      const backend = deps.makeFirewall(config.firewall, { log, metrics: deps.metrics });
+      d = new Daemon(deps, { config, engine, decider, allow, ledger, backend });
+      // healthcheck, ensure, then make the kernel hold exactly the ledger's active bans.
+      await d.sink.start();
     } catch (e) {
       ledger.close();
       throw e;
     }
-    const sink = new FirewallSink(backend, deps.metrics, log);
-    const d = new Daemon(deps, { config, engine, decider, allow, ledger, sink });
-    await d.reconcile(backend, restored);
     try {
       d.startSources(config.sources);
     } catch (e) {
@@ -264,29 +257,9 @@ export class Daemon implements ControlHandlers {
     d.housekeeping();
     log.info({
       version: deps.version, config: config.files, sources: config.sources.map((s) => s.name),
-      policies: config.policies.map((p) => p.name), firewall: backend.name, restoredBans: restored.length,
+      policies: config.policies.map((p) => p.name), firewall: d.sink.backendName, restoredBans: restored.length,
     }, 'mailjail started');
     return d;
-  }
-
-  /** Re-applies the ledger's active bans the kernel lacks (or holds with another expiry). */
-  private async reconcile(backend: FirewallBackend, restored: readonly BanDecision[]): Promise<void> {
-    if (restored.length === 0) return;
-    let have: ReadonlyMap<string, number>;
-    try {
-      have = new Map([...(await backend.list())].map(([k, v]) => [canonical(k), v]));
-    } catch (e) {
-      this.log.warn({ err: (e as Error).message }, 'cannot list the firewall; re-applying every active ban');
-      have = new Map();
-    }
-    const missing = restored.filter((d) => {
-      if (d.action !== 'ban') return false;
-      const until = have.get(d.target);
-      return until === undefined || (until !== 0 && Math.abs(until - d.until) > 5000);
-    });
-    if (missing.length === 0) return;
-    const r = await withTimeout(this.sink.push(missing), 30_000);
-    this.log.info({ reapplied: missing.length, done: r !== 'timeout' }, 're-applied bans from the ledger');
   }
 
   private startSources(list: readonly SourceConfig[]): void {
@@ -364,6 +337,7 @@ export class Daemon implements ControlHandlers {
     this.metrics.bansActive.reset();
     for (const [policy, n] of perPolicy) this.metrics.bansActive.set({ policy }, n);
     this.evidence.retain(new Set(active.map((b) => b.target)));
+    this.sink.syncCounters();
     for (const e of this.decider.drainEvents()) {
       if (e.kind === 'allowlisted') {
         this.warnings.info(`allow ${e.ip}`, { ip: e.ip, policy: e.policy }, `${e.ip} is allowlisted: counted, never banned`);
@@ -405,8 +379,8 @@ export class Daemon implements ControlHandlers {
         unbans: s.unbans,
         bansActive: active.length,
         allowlistedHits: s.allowlistedHits,
-        firewallApplied: this.sink.stats.applied,
-        firewallFailed: this.sink.stats.failed,
+        firewallApplied: this.sink.stats().applied,
+        firewallFailed: this.sink.stats().failed,
         firewallPending: this.sink.pending,
       },
     };
@@ -432,7 +406,8 @@ export class Daemon implements ControlHandlers {
       ...(args.durationMs !== undefined ? { bantime: args.durationMs / 1000 } : {}),
     });
     for (const d of ds) this.logDecision(d, undefined);
-    if ((await withTimeout(this.sink.push(ds), 10_000)) === 'timeout') {
+    await this.sink.push(ds);
+    if (!(await this.sink.settled(ds, 10_000))) {
       throw new MailjailError('MJ_CTL_FW_PENDING', 'the ban is recorded but the firewall has not applied it yet (it keeps retrying; see the log)');
     }
     const d = ds[0]!;
@@ -443,7 +418,8 @@ export class Daemon implements ControlHandlers {
   async unban(args: { target: Ip | Cidr }): Promise<UnbanResult> {
     const ds = this.decider.unban({ target: args.target, now: this.now() });
     for (const d of ds) this.logDecision(d, undefined);
-    if ((await withTimeout(this.sink.push(ds), 10_000)) === 'timeout') {
+    await this.sink.push(ds);
+    if (!(await this.sink.settled(ds, 10_000))) {
       throw new MailjailError('MJ_CTL_FW_PENDING', 'the unban is recorded but the firewall has not applied it yet (it keeps retrying; see the log)');
     }
     return { target: args.target, removed: ds.some((d) => d.action === 'unban' && d.policy !== undefined) };
@@ -479,7 +455,9 @@ export class Daemon implements ControlHandlers {
       let decider: Decider;
       try {
         decider = new Decider({ policies: next.policies.map(toStatePolicy), allowlist: this.allow, maxTracked: next.state.maxTracked, ledger: this.ledger });
-        decider.restore(this.ledger.state(), this.now());
+        // Bans and history only: the sources go on where they are, nothing is re-fed, so no
+        // counted-through positions (they would make the new decider skip live lines).
+        decider.restore({ bans: this.ledger.state().bans, through: {} }, this.now());
       } catch (e) {
         this.metrics.reloads.inc({ result: 'refused' });
         throw new MailjailError('MJ_RELOAD_REFUSED', `new policies refused, the old ones keep running: ${(e as Error).message}`);
@@ -532,9 +510,8 @@ export class Daemon implements ControlHandlers {
     for (const r of this.runners.values()) r.abort();
     const drained = await withTimeout(Promise.all([...this.runners.values()].map((r) => r.loop)), 10_000);
     if (drained === 'timeout') this.log.warn('a source did not stop within 10 s');
-    const flushed = await this.sink.flush(10_000);
-    if (!flushed) this.log.warn({ pending: this.sink.pending }, 'firewall did not take every pending decision; they are in the ledger and re-applied at next start');
-    this.sink.close();
+    const left = await this.sink.close(10_000);
+    if (left > 0) this.log.warn({ pending: left }, 'firewall did not take every pending decision; they are in the ledger and re-applied at next start');
     try {
       this.ledger.mark(this.decider.through());
     } catch (e) {

@@ -62,7 +62,7 @@ test('metrics: named series, stage-registered counters, snapshot totals, served 
   m.linesReceived.inc({ source: 'journal' }, 3);
   m.linesReceived.inc({ source: 'collector' }, 2);
   m.matches.inc({ rule: 'postfix-sasl', class: 'auth' });
-  m.bansApplied.inc({ backend: 'dry-run', action: 'ban' });
+  m.bansApplied.inc({ backend: 'dry-run' });
   m.firewallLatency.observe({ backend: 'dry-run' }, 0.004);
   const mine = m.counter('mailjail_syslog_oversize_total', 'Oversize messages', ['source']);
   assert.equal(m.counter('mailjail_syslog_oversize_total', 'Oversize messages', ['source']), mine, 'get-or-create');
