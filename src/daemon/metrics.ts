@@ -13,8 +13,6 @@ export class Metrics {
   readonly linesReceived: Counter<'source'>;
   /** Records the parser could not read (bad frame, oversize, unknown format). */
   readonly parseErrors: Counter<'source'>;
-  /** Messages from senders outside a listener's allow list, dropped before parsing. */
-  readonly deniedMessages: Counter<'source'>;
   readonly sourceRestarts: Counter<'source'>;
   /** Rule matches by rule id and class. */
   readonly matches: Counter<'rule' | 'class'>;
@@ -34,7 +32,6 @@ export class Metrics {
     const r = [this.registry];
     this.linesReceived = new Counter({ name: 'mailjail_lines_received_total', help: 'Records received, by source', labelNames: ['source'], registers: r });
     this.parseErrors = new Counter({ name: 'mailjail_parse_errors_total', help: 'Records that could not be parsed, by source', labelNames: ['source'], registers: r });
-    this.deniedMessages = new Counter({ name: 'mailjail_denied_messages_total', help: 'Messages from senders outside the allow list, by source', labelNames: ['source'], registers: r });
     this.sourceRestarts = new Counter({ name: 'mailjail_source_restarts_total', help: 'Source restarts after a failure, by source', labelNames: ['source'], registers: r });
     this.matches = new Counter({ name: 'mailjail_rule_matches_total', help: 'Rule matches, by rule and class', labelNames: ['rule', 'class'], registers: r });
     this.trackedAddresses = new Gauge({ name: 'mailjail_tracked_addresses', help: 'Addresses or prefixes in the state table', registers: r });

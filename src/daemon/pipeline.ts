@@ -107,6 +107,8 @@ class SourceRunner {
   lines = 0;
   restarts = 0;
   lastError: string | undefined;
+  /** The source instance running now (for its own stats()). */
+  current: Source | undefined;
   private readonly ac = new AbortController();
   readonly loop: Promise<void>;
 
@@ -135,6 +137,7 @@ class SourceRunner {
     while (!signal.aborted) {
       try {
         src ??= this.make();
+        this.current = src;
         this.state = 'running';
         for await (const batch of src.records(signal)) {
           attempt = 0;
@@ -207,6 +210,15 @@ export class Daemon implements ControlHandlers {
     });
     this.evidence = new EvidenceLog(Math.max(...init.config.policies.map((p) => p.findtime)));
     this.warnings = new RateLimitedLog(deps.log, { intervalMs: 60_000 });
+    // Whatever numbers a source reports about itself (received, denied, oversize, dropped, filtered...).
+    this.metrics.gauge('mailjail_source_stat', 'Counters a source reports about itself, by source and counter', ['source', 'stat'], (g) => {
+      g.reset();
+      for (const r of this.runners.values()) {
+        const st = (r.current as { stats?: () => Record<string, unknown> } | undefined)?.stats?.();
+        if (!st || typeof st !== 'object') continue;
+        for (const [k, v] of Object.entries(st)) if (typeof v === 'number') g.set({ source: r.name, stat: k }, v);
+      }
+    });
   }
 
   /**
