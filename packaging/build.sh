@@ -43,6 +43,12 @@ log "staging the app"
 cp -r dist/src "$APP/dist-src.tmp" && mkdir -p "$APP/dist" && mv "$APP/dist-src.tmp" "$APP/dist/src"
 find "$APP/dist" -name '*.map' -delete
 cp -r rules "$APP/rules"
+# The optional sd-journal N-API binding (built by `npm ci` when libsystemd-dev is there; N-API, so
+# the Node 20 build loads in the shipped Node 22). Without it the journald source uses journalctl.
+if [ -f build/sdjournal.node ]; then
+  install -D -m 0755 build/sdjournal.node "$APP/build/sdjournal.node"
+  "$APP/node/bin/node" -e 'require(process.argv[1])' "$APP/build/sdjournal.node" || { echo "build.sh: sdjournal.node does not load in Node $NODE_VERSION" >&2; exit 1; }
+fi
 cp package.json package-lock.json "$APP/"
 (cd "$APP" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --prefer-offline --loglevel=error >/dev/null)
 rm -f "$APP/package-lock.json"
@@ -72,7 +78,7 @@ Version: $VERSION
 Architecture: amd64
 Maintainer: mailjail developers <mailjail@localhost>
 Installed-Size: $SIZE_KB
-Depends: ipset, iptables | nftables
+Depends: ipset, iptables | nftables, libsystemd0
 Section: net
 Priority: optional
 Homepage: https://localhost/mailjail

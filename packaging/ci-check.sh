@@ -18,8 +18,12 @@ bash packaging/build.sh
 pass "build.sh built $(basename "$DEB") ($(du -h "$DEB" | cut -f1)) and $(basename "$RPM") ($(du -h "$RPM" | cut -f1))"
 
 # --- .deb -------------------------------------------------------------------------------------
-dpkg-deb --info "$DEB" | grep -q 'Depends: ipset, iptables | nftables' || die ".deb Depends"
-dpkg-deb --contents "$DEB" | grep -q ' ./usr/lib/mailjail/node/bin/node$' || die ".deb has no Node runtime"
+# (output captured first: grep -q closing the pipe early would fail the producer under pipefail)
+info=$(dpkg-deb --info "$DEB")
+grep -q 'Depends: ipset, iptables | nftables' <<<"$info" || die ".deb Depends"
+contents=$(dpkg-deb --contents "$DEB")
+grep -q ' ./usr/lib/mailjail/node/bin/node$' <<<"$contents" || die ".deb has no Node runtime"
+
 dpkg -i "$DEB" >/dev/null || die "dpkg -i $DEB"
 pass "dpkg -i"
 got=$(mailjail --version) || die "mailjail --version failed"
@@ -50,8 +54,11 @@ for f in /usr/bin/mailjail /usr/lib/mailjail/node/bin/node /usr/lib/mailjail/dis
          /usr/lib/systemd/system/mailjail.service /var/lib/mailjail; do
   grep -qx "$f" <<<"$list" || die ".rpm lacks $f"
 done
-rpm -qp --configfiles "$RPM" 2>/dev/null | grep -qx /etc/mailjail/mailjail.yaml || die ".rpm config files"
-rpm -qp --requires "$RPM" 2>/dev/null | grep -q '(iptables or nftables)' || die ".rpm Requires"
+
+conf=$(rpm -qp --configfiles "$RPM" 2>/dev/null)
+grep -qx /etc/mailjail/mailjail.yaml <<<"$conf" || die ".rpm config files"
+reqs=$(rpm -qp --requires "$RPM" 2>/dev/null)
+grep -q '(iptables or nftables)' <<<"$reqs" || die ".rpm Requires"
 pass "rpm -qpl: $(wc -l <<<"$list") files, config(noreplace), requires ipset and iptables|nftables"
 
 # --- the test suite once under the shipped Node 22 ---------------------------------------------

@@ -381,6 +381,12 @@ function resolveMerged(m: Plain, locs: Map<string, Loc>, files: readonly string[
     problems.push({ code, ...locOf(key), key, message });
   };
   const obj = (v: unknown): Plain => (isPlainObject(v) ? v : {});
+  // Relative paths are relative to the file that wrote them (not to the daemon's working directory).
+  const abs = (key: string, v: string): string => {
+    if (v.startsWith('/')) return v;
+    const f = locOf(key).file;
+    return f.startsWith('<') ? resolve(v) : resolve(dirname(f), v);
+  };
 
   const sources: SourceConfig[] = [];
   const problemsBeforeSources = problems.length;
@@ -401,8 +407,8 @@ function resolveMerged(m: Plain, locs: Map<string, Loc>, files: readonly string[
     if (type === 'journald') {
       sources.push({
         type, name,
-        ...(typeof s['directory'] === 'string' ? { directory: s['directory'] } : {}),
-        ...(Array.isArray(s['files']) ? { files: s['files'] as string[] } : {}),
+        ...(typeof s['directory'] === 'string' ? { directory: abs(`${key}.directory`, s['directory']) } : {}),
+        ...(Array.isArray(s['files']) ? { files: (s['files'] as string[]).map((f) => abs(`${key}.files`, f)) } : {}),
         lookback: typeof s['lookback'] === 'number' ? s['lookback'] : 0,
         ...(Array.isArray(s['units']) ? { units: s['units'] as string[] } : {}),
         reader: (s['reader'] as JournaldSourceConfig['reader'] | undefined) ?? 'auto',
@@ -419,8 +425,8 @@ function resolveMerged(m: Plain, locs: Map<string, Loc>, files: readonly string[
         problem('MJ_CONFIG_MISSING', s['tls'] === undefined ? key : `${key}.tls`, 'a syslog-tls source needs tls.cert and tls.key');
       } else {
         tls = {
-          cert: t['cert'], key: t['key'],
-          ...(typeof t['ca'] === 'string' ? { ca: t['ca'] } : {}),
+          cert: abs(`${key}.tls.cert`, t['cert']), key: abs(`${key}.tls.key`, t['key']),
+          ...(typeof t['ca'] === 'string' ? { ca: abs(`${key}.tls.ca`, t['ca']) } : {}),
           requireClientCert: t['requireClientCert'] === true,
         };
         if (tls.requireClientCert && tls.ca === undefined) problem('MJ_CONFIG_MISSING', `${key}.tls.requireClientCert`, 'requireClientCert needs tls.ca to verify clients against');
@@ -505,14 +511,14 @@ function resolveMerged(m: Plain, locs: Map<string, Loc>, files: readonly string[
   return {
     files,
     logLevel: (m['logLevel'] as MailjailConfig['logLevel'] | undefined) ?? 'info',
-    rules: { dir: (ru['dir'] as string | undefined) ?? BUILTIN_RULES_DIR },
-    state: { dir: (st['dir'] as string | undefined) ?? '/var/lib/mailjail', maxTracked: (st['maxTracked'] as number | undefined) ?? 1_000_000 },
+    rules: { dir: typeof ru['dir'] === 'string' ? abs('rules.dir', ru['dir']) : BUILTIN_RULES_DIR },
+    state: { dir: typeof st['dir'] === 'string' ? abs('state.dir', st['dir']) : '/var/lib/mailjail', maxTracked: (st['maxTracked'] as number | undefined) ?? 1_000_000 },
     sources,
     policies,
     allowlist: (m['allowlist'] as string[] | undefined) ?? [],
     firewall,
     metrics: { enabled: met['enabled'] !== false, ...metricsListen },
-    control: { socket: (obj(m['control'])['socket'] as string | undefined) ?? '/run/mailjail/control.sock' },
+    control: { socket: typeof obj(m['control'])['socket'] === 'string' ? abs('control.socket', obj(m['control'])['socket'] as string) : '/run/mailjail/control.sock' },
   };
 }
 

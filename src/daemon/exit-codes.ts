@@ -16,7 +16,7 @@ export const EXIT = {
 /** Maps an error code (MJ_*) to the exit code a command should end with. */
 export function exitCodeFor(code: string | undefined): number {
   if (code === undefined) return EXIT.FAILURE;
-  if (code.startsWith('MJ_CONFIG') || code === 'MJ_USAGE') return EXIT.CONFIG;
+  if (code.startsWith('MJ_CONFIG') || code.startsWith('MJ_RULE') || code === 'MJ_USAGE') return EXIT.CONFIG;
   if (code === 'MJ_CTL_UNREACHABLE' || code === 'MJ_CTL_DENIED' || code === 'MJ_CTL_TIMEOUT' || code === 'MJ_CTL_IO') return EXIT.UNREACHABLE;
   if (code.startsWith('MJ_CTL_') || code === 'MJ_RELOAD_REFUSED') return EXIT.REFUSED;
   return EXIT.FAILURE;

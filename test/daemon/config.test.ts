@@ -112,3 +112,8 @@ test('policy defaults: auth class, 5 in 10m, 1h, /32 and /64', () => {
     name: 'p', classes: ['auth'], maxretry: 5, findtime: 600_000, bantime: 3_600_000, ipv4Prefix: 32, ipv6Prefix: 64,
   });
 });
+
+test('relative paths are relative to the file that names them', () => {
+  const c = loadConfig({ path: `${FIX}dropin-ok/mailjail.yaml` });
+  assert.equal(c.rules.dir, `${FIX}rules-good`.replace('/config/rules-good', '/rules-good'));
+});
