@@ -325,7 +325,7 @@ export class Daemon implements ControlHandlers {
     if (d.action === 'ban') {
       const ev = this.evidence.freeze(d.target, m);
       this.log.info({
-        event: 'ban', target: d.target, policy: d.policy, level: d.level, until: new Date(d.until).toISOString(),
+        event: 'ban', target: d.target, policy: d.policy, banLevel: d.level, until: new Date(d.until).toISOString(),
         rule: d.ruleId, count: ev?.count ?? 0,
         ...(ev ? { first: ev.firstLine, firstTime: new Date(ev.first).toISOString(), last: ev.lastLine } : {}),
         ...(m ? { source: m.event.origin.name ?? m.event.origin.kind, host: m.event.host, ...(m.user !== undefined ? { user: m.user } : {}) } : {}),

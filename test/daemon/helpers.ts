@@ -42,10 +42,14 @@ export class PushSource implements Source {
   }
 }
 
-export function logSink(): { stream: Writable; lines: () => Record<string, unknown>[] } {
+export function logSink(): { stream: Writable; lines: () => Record<string, unknown>[]; raw: () => string } {
   const chunks: string[] = [];
   const stream = new Writable({ write(c, _e, cb) { chunks.push(String(c)); cb(); } });
-  return { stream, lines: () => chunks.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>) };
+  return {
+    stream,
+    raw: () => chunks.join(''),
+    lines: () => chunks.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>),
+  };
 }
 
 export function tempDir(prefix = 'mj-daemon-'): string {

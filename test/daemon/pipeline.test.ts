@@ -62,6 +62,9 @@ test('lines flow sources → parse → rules → state → firewall; one log lin
     const ban = r.log.lines().find((l) => l['event'] === 'ban')!;
     assert.equal(ban['target'], '192.0.2.1');
     assert.equal(ban['rule'], 'demo-sasl');
+    assert.equal(ban['level'], 'info');
+    assert.equal(ban['banLevel'], 0);
+    assert.equal(r.log.raw().split('"level"').length - 1, r.log.lines().length, 'one "level" key per line');
     assert.equal(ban['count'], 5);
     assert.ok(typeof ban['first'] === 'string' && typeof ban['last'] === 'string');
     assert.match(String(ban['msg']), /^ban 192\.0\.2\.1 for (59m\d+s|1h) \(policy auth, level 0, 5 × demo-sasl\)$/);
