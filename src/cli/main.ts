@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // The mailjail command line: one commander program, one module per command.
+import './regexp-safety.js';
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { register as registerCheck } from './check.js';

@@ -10,8 +10,13 @@ import { prepare, timeoutFor, type Item } from './targets.js';
 
 export class DryRunBackend implements KernelFirewall {
   readonly name = 'dry-run';
-  /** Every line it would have run, in order (`create ...`, `add <set> <key> timeout N`, `del ...`). */
+  /**
+   * The lines it would have run, in order (`create ...`, `add <set> <key> timeout N`, `del ...`);
+   * the oldest half is dropped past 100,000 lines (a long `--dry-run` must stay bounded).
+   */
   readonly log: string[] = [];
+  /** Lines dropped from the front of `log`. */
+  logDropped = 0;
   private readonly now: () => number;
   private readonly cfg: ResolvedFirewallConfig;
   private present = false;
@@ -27,6 +32,15 @@ export class DryRunBackend implements KernelFirewall {
     return item.target.family === 4 ? this.cfg.set4 : this.cfg.set6;
   }
 
+  private record(...lines: string[]): void {
+    this.log.push(...lines);
+    if (this.log.length > 100_000) {
+      const n = this.log.length >> 1;
+      this.log.splice(0, n);
+      this.logDropped += n;
+    }
+  }
+
   private expire(): void {
     const now = this.now();
     for (const [k, exp] of this.entries) if (exp !== 0 && exp <= now) this.entries.delete(k);
@@ -35,14 +49,14 @@ export class DryRunBackend implements KernelFirewall {
   async healthcheck(): Promise<void> {}
 
   async ensure(): Promise<void> {
-    if (!this.present) this.log.push(`create ${this.cfg.set4} hash:net family inet timeout 0 maxelem ${this.cfg.maxelem}`, `create ${this.cfg.set6} hash:net family inet6 timeout 0 maxelem ${this.cfg.maxelem}`);
-    if (!this.hooked) this.log.push(`hook INPUT -> ${this.cfg.chain}`);
+    if (!this.present) this.record(`create ${this.cfg.set4} hash:net family inet timeout 0 maxelem ${this.cfg.maxelem}`, `create ${this.cfg.set6} hash:net family inet6 timeout 0 maxelem ${this.cfg.maxelem}`);
+    if (!this.hooked) this.record(`hook INPUT -> ${this.cfg.chain}`);
     this.present = true;
     this.hooked = true;
   }
 
   async apply(batch: readonly BanDecision[]): Promise<ApplyReport> {
-    const { items, refused } = prepare(batch);
+    const { items, refused } = prepare(batch, { ipv6: this.cfg.ipv6 });
     if (!this.present) {
       const err = new FirewallError(FW_CODES.SET_MISSING, `set ${this.cfg.set4} does not exist (dry-run: ensure() not called)`, 'dry-run', '');
       return report([], items.map((item) => ({ item, error: err })), refused);
@@ -54,13 +68,9 @@ export class DryRunBackend implements KernelFirewall {
     for (const item of items) {
       const d = item.decision;
       const key = item.target.key;
-      if (item.target.family === 6 && !this.cfg.ipv6) {
-        failed.push({ item, error: new FirewallError(FW_CODES.TARGET, `IPv6 is disabled in the firewall config: ${key}`, 'dry-run', '') });
-        continue;
-      }
       if (d.action === 'unban') {
         this.entries.delete(key);
-        this.log.push(`del ${this.set(item)} ${key}`);
+        this.record(`del ${this.set(item)} ${key}`);
       } else {
         const t = timeoutFor(d.until, now);
         if (t !== undefined) {
@@ -70,7 +80,7 @@ export class DryRunBackend implements KernelFirewall {
             continue;
           }
           this.entries.set(key, t === 0 ? 0 : now + t * 1000);
-          this.log.push(`add ${this.set(item)} ${key} timeout ${t}`);
+          this.record(`add ${this.set(item)} ${key} timeout ${t}`);
         }
       }
       ok.push(item);
@@ -93,11 +103,11 @@ export class DryRunBackend implements KernelFirewall {
 
   async stop(opts: { purge?: boolean } = {}): Promise<void> {
     this.hooked = false;
-    this.log.push(`unhook INPUT -> ${this.cfg.chain}`);
+    this.record(`unhook INPUT -> ${this.cfg.chain}`);
     if (opts.purge) {
       this.present = false;
       this.entries.clear();
-      this.log.push(`destroy ${this.cfg.set4}`, `destroy ${this.cfg.set6}`);
+      this.record(`destroy ${this.cfg.set4}`, `destroy ${this.cfg.set6}`);
     }
   }
 

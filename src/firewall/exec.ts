@@ -63,6 +63,7 @@ function describe(file: string, args: readonly string[]): string {
 }
 
 const MAX_OUT = 64 * 1024 * 1024;
+const MAX_ERR = 1024 * 1024;
 
 /** The real runner: spawn with an argv array, stdin piped, stdout/stderr collected. */
 export function makeRunner(opts: RunnerOptions = {}): Runner {
@@ -76,10 +77,11 @@ export function makeRunner(opts: RunnerOptions = {}): Runner {
       const out: Buffer[] = [];
       const err: Buffer[] = [];
       let outLen = 0;
+      let errLen = 0;
       let timedOut = false;
       const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, timeoutMs);
       child.stdout.on('data', (b: Buffer) => { outLen += b.length; if (outLen <= MAX_OUT) out.push(b); });
-      child.stderr.on('data', (b: Buffer) => { if (err.length < 256) err.push(b); });
+      child.stderr.on('data', (b: Buffer) => { errLen += b.length; if (errLen <= MAX_ERR) err.push(b); });
       child.stdin.on('error', () => { /* EPIPE when the tool exits early: its exit code tells */ });
       child.on('error', (e: NodeJS.ErrnoException) => {
         clearTimeout(timer);
@@ -95,7 +97,9 @@ export function makeRunner(opts: RunnerOptions = {}): Runner {
         // `ip netns exec` reports a missing program itself, with exit code 255.
         const missing = opts.netns && /exec of "[^"]*" failed: No such file/.test(stderr);
         const code = missing ? FW_CODES.MISSING : classify(stderr);
-        reject(new FirewallError(code, `${cmd} failed (${signal ?? `exit ${String(status)}`}): ${stderr || '(no stderr)'}`, cmd, stderr));
+        // nft echoes the failing line, which can hold thousands of addresses: keep messages short.
+        const shown = stderr.length > 2000 ? `${stderr.slice(0, 2000)}... (${stderr.length} chars)` : stderr;
+        reject(new FirewallError(code, `${cmd} failed (${signal ?? `exit ${String(status)}`}): ${shown || '(no stderr)'}`, cmd, stderr));
       });
       child.stdin.end(input ?? '');
     });

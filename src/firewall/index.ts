@@ -6,6 +6,7 @@ import type { Runner } from './exec.js';
 import { IpsetBackend } from './ipset.js';
 import { NftBackend } from './nft.js';
 import type { KernelFirewall } from './backend.js';
+import { ResilientFirewall, type ResilientOptions } from './resilient.js';
 
 export { MAIL_PORTS, resolveFirewallConfig } from './config.js';
 export type { FirewallBackendName, FirewallConfig, ResolvedFirewallConfig } from './config.js';
@@ -28,4 +29,13 @@ export function createBackend(config: FirewallConfig = {}, opts: { run?: Runner;
     case 'nftables': return new NftBackend(cfg, opts);
     case 'dry-run': return new DryRunBackend(cfg, opts.now ? { now: opts.now } : {});
   }
+}
+
+/**
+ * What the daemon calls: the configured backend inside the resilient wrapper (queue, retries,
+ * repair, 80 % warning). Call `start()` on it before the first apply.
+ */
+export function createFirewall(config: FirewallConfig = {}, opts: ResilientOptions & { run?: Runner; now?: () => number } = {}): ResilientFirewall {
+  const { run, now, ...rest } = opts;
+  return new ResilientFirewall(createBackend(config, { ...(run ? { run } : {}), ...(now ? { now } : {}) }), rest);
 }

@@ -185,15 +185,11 @@ export class IpsetBackend implements KernelFirewall {
   }
 
   async apply(batch: readonly BanDecision[]): Promise<ApplyReport> {
-    const { items, refused } = prepare(batch);
+    const { items, refused } = prepare(batch, { ipv6: this.cfg.ipv6 });
     const now = this.now();
     const lines = new Map<Item, string>();
     const noop: Item[] = [];
     for (const item of items) {
-      if (item.target.family === 6 && !this.cfg.ipv6) {
-        refused.push(...item.all.map((decision) => ({ decision, error: new FirewallError(FW_CODES.TARGET, `IPv6 is disabled in the firewall config: ${item.target.key}`, '(none)', '') })));
-        continue;
-      }
       const line = restoreLine(this.set(item.target.family), item, now);
       if (line === undefined) noop.push(item);
       else lines.set(item, line);

@@ -209,13 +209,7 @@ export class NftBackend implements KernelFirewall {
   }
 
   async apply(batch: readonly BanDecision[]): Promise<ApplyReport> {
-    const { items, refused } = prepare(batch);
-    const todo: Item[] = [];
-    for (const item of items) {
-      if (item.target.family === 6 && !this.cfg.ipv6) {
-        refused.push(...item.all.map((decision) => ({ decision, error: new FirewallError(FW_CODES.TARGET, `IPv6 is disabled in the firewall config: ${item.target.key}`, '(none)', '') })));
-      } else todo.push(item);
-    }
+    const { items: todo, refused } = prepare(batch, { ipv6: this.cfg.ipv6 });
     if (todo.length === 0) return report([], [], refused);
     try {
       // A prefix length seen for the first time gets its set and rule first.

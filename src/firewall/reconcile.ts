@@ -2,7 +2,7 @@
 // by applying only the difference through the ordinary apply() path. Adds (and timeout updates)
 // go first, deletions after, so there is never a moment where a still-banned address is missing.
 import type { BanDecision, Cidr, FirewallBackend, Ip } from '../types.js';
-import { checkTarget, timeoutFor } from './targets.js';
+import { checkTarget, laterUntil, timeoutFor } from './targets.js';
 
 export interface ReconcileReport {
   readonly added: number;
@@ -29,10 +29,11 @@ function sameExpiry(until: number, have: number, now: number, tol: number): bool
 }
 
 /**
- * The decisions that turn `kernel` into `ledger` (target → until ms; 0 = no end):
+ * The decisions that turn `kernel` into `ledger` ((target, until ms) pairs, 0 = no end; a target
+ * listed more than once, e.g. banned by two policies, keeps its latest end):
  * `ban` for missing entries and differing expiries, `unban` (reason 'reconcile') for entries the ledger does not hold.
  */
-export function diff(ledger: ReadonlyMap<string, number>, kernel: ReadonlyMap<string, number>, now: number, toleranceMs = 5000): {
+export function diff(ledger: Iterable<readonly [string, number]>, kernel: ReadonlyMap<string, number>, now: number, toleranceMs = 5000): {
   adds: BanDecision[]; updates: BanDecision[]; removes: BanDecision[]; kept: number; invalid: string[];
 } {
   const want = new Map<string, number>();
@@ -42,7 +43,7 @@ export function diff(ledger: ReadonlyMap<string, number>, kernel: ReadonlyMap<st
     if (!t) { invalid.push(target); continue; }
     if (timeoutFor(until, now) === undefined) continue; // already over: not wanted in the kernel
     const prev = want.get(t.key);
-    want.set(t.key, prev === undefined ? until : prev === 0 || until === 0 ? 0 : Math.max(prev, until));
+    want.set(t.key, prev === undefined ? until : laterUntil(prev, until));
   }
   const ban = (key: string, until: number): BanDecision => ({
     action: 'ban', target: key as Ip | Cidr, until, level: 0, policy: 'reconcile', ruleId: 'reconcile', evidence: [],
@@ -64,7 +65,7 @@ export function diff(ledger: ReadonlyMap<string, number>, kernel: ReadonlyMap<st
 }
 
 /** Compares the ledger with backend.list() and applies only the difference (adds before deletes). */
-export async function reconcile(backend: FirewallBackend, ledger: ReadonlyMap<string, number>, opts: ReconcileOptions = {}): Promise<ReconcileReport> {
+export async function reconcile(backend: FirewallBackend, ledger: Iterable<readonly [string, number]>, opts: ReconcileOptions = {}): Promise<ReconcileReport> {
   const now = opts.now ?? Date.now();
   const kernel = await backend.list();
   const d = diff(ledger, kernel, now, opts.toleranceMs);

@@ -7,7 +7,7 @@ import type { ApplyReport, BanDecision, FirewallBackend } from '../types.js';
 import { hasStatus, isPermanent, type FirewallStatus } from './backend.js';
 import { codeOf, FW_CODES } from './exec.js';
 import { reconcile, type ReconcileReport } from './reconcile.js';
-import { checkTarget } from './targets.js';
+import { checkTarget, laterUntil, ledgerKey, merge } from './targets.js';
 
 export type FirewallEvent =
   | { readonly type: 'failure'; readonly error: Error; readonly pending: number }
@@ -17,8 +17,11 @@ export type FirewallEvent =
   | { readonly type: 'near-full'; readonly family: 'v4' | 'v6'; readonly entries: number; readonly maxelem: number };
 
 export interface ResilientOptions {
-  /** The ledger's active bans (target → until ms), read on start and after a set was lost. */
-  readonly activeBans?: () => ReadonlyMap<string, number>;
+  /**
+   * The ledger's active bans as (target, until ms) pairs, read on start and after a set was lost.
+   * A target may appear once per policy: the latest end wins.
+   */
+  readonly activeBans?: () => Iterable<readonly [string, number]>;
   readonly onEvent?: (e: FirewallEvent) => void;
   /** First retry delay (default 250 ms), doubled per failed attempt up to maxDelayMs (default 30 s). */
   readonly baseDelayMs?: number;
@@ -47,6 +50,12 @@ export interface FirewallStats {
 export class ResilientFirewall implements FirewallBackend {
   readonly name: string;
   private readonly queue = new Map<string, BanDecision>();
+  /**
+   * The end of the ban each target is meant to have in the kernel (0 = none): what start/repair
+   * reconciled plus every ban since. A ban never shortens a longer one still running (another
+   * policy's); only an unban lifts it. Bounded by the active bans; expired ones are pruned.
+   */
+  private readonly banned = new Map<string, number>();
   private chain: Promise<unknown> = Promise.resolve();
   private attempt = 0;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -67,7 +76,7 @@ export class ResilientFirewall implements FirewallBackend {
   async start(): Promise<ReconcileReport | undefined> {
     await this.backend.healthcheck();
     await this.backend.ensure();
-    const rep = this.opts.activeBans ? await reconcile(this.backend, this.opts.activeBans()) : undefined;
+    const rep = this.opts.activeBans ? await this.reconcileLedger() : undefined;
     const every = this.opts.checkIntervalMs ?? 30_000;
     if (every > 0 && !this.checkTimer) {
       this.checkTimer = setInterval(() => { this.check().catch((e: unknown) => this.fail(e as Error)); }, every);
@@ -105,13 +114,53 @@ export class ResilientFirewall implements FirewallBackend {
 
   /** Queues the batch and tries to apply everything queued. The report covers this attempt. */
   apply(batch: readonly BanDecision[]): Promise<ApplyReport> {
+    const now = Date.now();
     for (const d of batch) {
-      // Last decision per target wins; re-inserting moves it behind older ones.
-      const key = checkTarget(d.target)?.key ?? `invalid:${String(d.target)}`;
+      const key = checkTarget(d.target)?.key;
+      if (key === undefined) {
+        this.queue.set(`invalid:${++this.invalidSeq}`, d); // the backend refuses and reports it
+        continue;
+      }
+      let next = merge(this.queue.get(key), d);
+      if (next.action === 'ban') {
+        const running = this.banned.get(key);
+        if (running !== undefined && (running === 0 || running > now)) {
+          const until = laterUntil(running, next.until);
+          if (until !== next.until) next = { ...next, until };
+        }
+        this.banned.set(key, next.until);
+      } else {
+        this.banned.delete(key);
+      }
+      // Re-inserting moves the target behind older ones.
       this.queue.delete(key);
-      this.queue.set(key, d);
+      this.queue.set(key, next);
     }
+    if (this.banned.size > 4096 && this.banned.size > 2 * this.lastPruneSize) this.prune(now);
     return this.flush();
+  }
+
+  private lastPruneSize = 0;
+  private invalidSeq = 0;
+
+  private prune(now: number): void {
+    for (const [k, until] of this.banned) if (until !== 0 && until <= now) this.banned.delete(k);
+    this.lastPruneSize = this.banned.size;
+  }
+
+  /** Reconciles the kernel with the ledger and takes the ledger as the ban ends to keep. */
+  private async reconcileLedger(): Promise<ReconcileReport | undefined> {
+    if (!this.opts.activeBans) return undefined;
+    const ledger = [...this.opts.activeBans()]; // read once: it may be a one-shot iterator
+    const rep = await reconcile(this.backend, ledger);
+    this.banned.clear();
+    for (const [target, until] of ledger) {
+      const key = ledgerKey(target);
+      if (key === undefined) continue;
+      const prev = this.banned.get(key);
+      this.banned.set(key, prev === undefined ? until : laterUntil(prev, until));
+    }
+    return rep;
   }
 
   /** One apply attempt over the whole queue, serialised with any other. */
@@ -186,7 +235,7 @@ export class ResilientFirewall implements FirewallBackend {
   /** Recreates sets and hooks, then refills them from the ledger. */
   async recover(reason: string): Promise<ReconcileReport | undefined> {
     await this.backend.ensure();
-    const rep = this.opts.activeBans ? await reconcile(this.backend, this.opts.activeBans()) : undefined;
+    const rep = await this.reconcileLedger();
     this.needRecover = false;
     this.s.recoveries++;
     this.emit({ type: 'recovered', reason, reconcile: rep });
@@ -198,6 +247,7 @@ export class ResilientFirewall implements FirewallBackend {
    * Returns the status seen (before any repair), or undefined for backends without one.
    */
   async check(): Promise<FirewallStatus | undefined> {
+    this.prune(Date.now());
     if (!hasStatus(this.backend)) return undefined;
     const st = await this.backend.status();
     if (!st.present || !st.hooked) {

@@ -77,25 +77,45 @@ export function timeoutFor(until: number, now: number): number | undefined {
 }
 
 export interface Item {
-  /** The decision that decides the end state (the last one for this target in the batch). */
+  /** The decision that decides the end state (the batch's decisions for this target, merged). */
   decision: BanDecision;
   readonly target: Target;
   /** Every decision of the batch for this target, in order (all are reported together). */
   readonly all: BanDecision[];
 }
 
+/** The later of two ban ends (0 = no end wins). */
+export function laterUntil(a: number, b: number): number {
+  return a === 0 || b === 0 || !Number.isFinite(a) || !Number.isFinite(b) ? 0 : Math.max(a, b);
+}
+
 /**
- * Splits a batch into valid items, reduced to the last decision per target in first-seen order
- * (same end state, fewer lines), and refused decisions whose target is not a valid Ip/Cidr.
+ * Merges a decision into the one already pending for the same target: an unban, or a ban after
+ * an unban, replaces it; a ban after a ban keeps the later end. Several policies may ban one
+ * address (and the kernel holds one entry for it): the longest ban must win, not the last one.
  */
-export function prepare(batch: readonly BanDecision[]): { items: Item[]; refused: { decision: BanDecision; error: Error }[] } {
+export function merge(prev: BanDecision | undefined, d: BanDecision): BanDecision {
+  if (!prev || prev.action !== 'ban' || d.action !== 'ban') return d;
+  const until = laterUntil(prev.until, d.until);
+  return until === d.until ? d : { ...d, until };
+}
+
+/**
+ * Splits a batch into valid items, one per target in first-seen order (see merge(): same end
+ * state, fewer lines), and refused decisions whose target is not a valid Ip/Cidr.
+ */
+export function prepare(batch: readonly BanDecision[], opts: { ipv6?: boolean } = {}): { items: Item[]; refused: { decision: BanDecision; error: Error }[] } {
   const byKey = new Map<string, Item>();
   const refused: { decision: BanDecision; error: Error }[] = [];
   for (const d of batch) {
     let t: Target;
     try { t = requireTarget(d.target); } catch (e) { refused.push({ decision: d, error: e as Error }); continue; }
+    if (t.family === 6 && opts.ipv6 === false) {
+      refused.push({ decision: d, error: new FirewallError(FW_CODES.TARGET, `IPv6 is disabled in the firewall config: ${t.key}`, '(none)', '') });
+      continue;
+    }
     const prev = byKey.get(t.key);
-    if (prev) { prev.decision = d; prev.all.push(d); }
+    if (prev) { prev.decision = merge(prev.decision, d); prev.all.push(d); }
     else byKey.set(t.key, { decision: d, target: t, all: [d] });
   }
   return { items: [...byKey.values()], refused };

@@ -155,8 +155,9 @@ export function parseLine(s: string, origin: Origin, opts: ParseOptions): LogEve
     const tag = tagAt(s, p);
     if (tag) return event(time, '', tag, s.slice(tag.end), origin);
   }
+  // A host never ends in ':' — "date auth(user,ip)<sess>: Info: ..." is Dovecot's own log, not a host.
   const sp = s.indexOf(' ', p);
-  if (sp > p) {
+  if (sp > p && s.charCodeAt(sp - 1) !== 58) {
     let q = sp + 1;
     while (s.charCodeAt(q) === 32) q++;
     const tag = tagAt(s, q);

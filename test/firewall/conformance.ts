@@ -58,6 +58,27 @@ export async function conformance(t: TestContext, h: Harness): Promise<void> {
     await b.stop({ purge: true });
   });
 
+  await t.test('other layouts: all ports, reject, IPv4 only', async () => {
+    const b = h.make({ ports: 'all', target: 'reject', ipv6: false });
+    await b.ensure();
+    const first = await h.snapshot(b);
+    await b.ensure();
+    assert.equal(await h.snapshot(b), first);
+    const rep = await b.apply([ban(ip('192.0.2.1'), Date.now() + 60_000), ban(ip('2001:db8::1'), Date.now() + 60_000)]);
+    assert.equal(rep.applied, 1);
+    assert.equal((rep.failed[0]?.error as MailjailError).code, FW_CODES.TARGET);
+    assert.deepEqual([...(await b.list()).keys()], ['192.0.2.1']);
+    assert.ok((await b.status()).hooked);
+    // switching the same names back to the default layout replaces the hook, leaving one
+    const prefix = (b as unknown as { cfg: { prefix: string } }).cfg.prefix;
+    const d = h.make({ prefix });
+    await d.ensure();
+    const st = await d.status();
+    assert.ok(st.present && st.hooked);
+    if (h.sharedKernel) assert.notEqual(await h.snapshot(d), first);
+    await d.stop({ purge: true });
+  });
+
   await t.test('ban v4/v6 hosts and prefixes with timeouts, list them back', async () => {
     const b = h.make();
     await b.ensure();
@@ -84,8 +105,11 @@ export async function conformance(t: TestContext, h: Harness): Promise<void> {
     near(l.get('2001:db8:1::/64'), 0);
     // a longer ban replaces the timeout, it does not add a second entry
     await b.apply([ban(ip('192.0.2.1'), now + 1_200_000), ban(net('2001:db8:1::/64'), now + 120_000)]);
+    // two policies banning one address in one batch: the longer ban holds
+    await b.apply([ban(ip('203.0.113.7'), now + 900_000), ban(ip('203.0.113.7'), now + 30_000)]);
     const l2 = await b.list();
     assert.equal(l2.size, 6);
+    near(l2.get('203.0.113.7'), now + 900_000);
     near(l2.get('192.0.2.1'), now + 1_200_000);
     near(l2.get('2001:db8:1::/64'), now + 120_000);
     await b.stop({ purge: true });

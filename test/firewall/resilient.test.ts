@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { DryRunBackend } from '../../src/firewall/dryrun.js';
+import { createFirewall } from '../../src/firewall/index.js';
 import { FirewallError, FW_CODES } from '../../src/firewall/exec.js';
 import { ResilientFirewall, type FirewallEvent } from '../../src/firewall/resilient.js';
 import type { ApplyReport, BanDecision, Ip } from '../../src/types.js';
@@ -99,5 +100,31 @@ test('concurrent applies are serialised: every decision lands exactly once', asy
   const reps = await Promise.all(Array.from({ length: 20 }, (_, i) => r.apply([ban(`198.51.100.${i + 1}` as Ip, until)])));
   assert.equal(reps.reduce((n, x) => n + x.applied, 0), 20);
   assert.equal((await b.list()).size, 20);
+  r.close();
+});
+
+test('createFirewall builds the configured backend inside the wrapper and reconciles on start', async () => {
+  const fw = createFirewall({ backend: 'dry-run', prefix: 'mjc' }, { activeBans: () => new Map([['192.0.2.1', until], ['bogus', until]]), checkIntervalMs: 0 });
+  const rep = await fw.start();
+  assert.equal(fw.name, 'dry-run');
+  assert.deepEqual({ added: rep?.added, invalid: rep?.invalid }, { added: 1, invalid: ['bogus'] });
+  assert.deepEqual([...(await fw.list()).keys()], ['192.0.2.1']);
+  assert.match((fw.backend as DryRunBackend).log.at(-1) ?? '', /^add mjc-v4 192\.0\.2\.1 timeout 3\d{3}$/);
+  await fw.stop({ purge: true });
+});
+
+test('a ban never shortens a longer one still running (several policies, one kernel entry); an unban lifts it', async () => {
+  const b = new Flaky();
+  const now = Date.now();
+  const r = new ResilientFirewall(b, { activeBans: () => [['192.0.2.1', now + 7_200_000], ['192.0.2.1', now + 600_000]], checkIntervalMs: 0 });
+  await r.start();
+  const exp = async (): Promise<number | undefined> => (await b.list()).get('192.0.2.1');
+  assert.ok(Math.abs((await exp())! - (now + 7_200_000)) < 2000, 'ledger duplicates: the later end wins');
+  await r.apply([ban('192.0.2.1' as Ip, now + 600_000)]); // another policy, shorter
+  assert.ok(Math.abs((await exp())! - (now + 7_200_000)) < 2000);
+  await r.apply([ban('192.0.2.1' as Ip, now + 9_000_000)]); // longer: extends
+  assert.ok(Math.abs((await exp())! - (now + 9_000_000)) < 2000);
+  await r.apply([unban('192.0.2.1' as Ip), ban('192.0.2.1' as Ip, now + 600_000)]); // lifted, then a fresh short ban
+  assert.ok(Math.abs((await exp())! - (now + 600_000)) < 2000);
   r.close();
 });

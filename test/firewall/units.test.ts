@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { resolveFirewallConfig } from '../../src/firewall/config.js';
 import { classify, FW_CODES, makeRunner } from '../../src/firewall/exec.js';
-import { parseIpsetHeader, parseIpsetSave, restoreLine } from '../../src/firewall/ipset.js';
+import { IpsetBackend, parseIpsetHeader, parseIpsetSave, restoreLine } from '../../src/firewall/ipset.js';
 import { NftBackend, parseNftJson } from '../../src/firewall/nft.js';
 import { diff } from '../../src/firewall/reconcile.js';
 import { checkTarget, keyOf, MAX_TIMEOUT_S, prepare, timeoutFor } from '../../src/firewall/targets.js';
@@ -44,6 +44,13 @@ test('prepare coalesces per target (last wins) and refuses invalid ones', () => 
   assert.deepEqual(items.map((i) => [i.target.key, i.decision.action, i.all.length]), [['192.0.2.1', 'unban', 2], ['192.0.2.2', 'ban', 1]]);
   assert.equal(refused.length, 1);
   assert.equal((refused[0]!.error as MailjailError).code, FW_CODES.TARGET);
+});
+
+test('prepare merges bans of one target to the latest end; an unban resets', () => {
+  const { items } = prepare([ban('192.0.2.1' as Ip, 9000), ban('192.0.2.1' as Ip, 5000), ban('192.0.2.2' as Ip, 5000), unban('192.0.2.2' as Ip), ban('192.0.2.2' as Ip, 3000),
+    ban('192.0.2.3' as Ip, 0), ban('192.0.2.3' as Ip, 5000)]);
+  assert.deepEqual(items.map((i) => [i.target.key, i.decision.action, i.decision.action === 'ban' ? i.decision.until : -1]),
+    [['192.0.2.1', 'ban', 9000], ['192.0.2.2', 'ban', 3000], ['192.0.2.3', 'ban', 0]]);
 });
 
 test('config: defaults, derived names and refusals', () => {
@@ -128,4 +135,30 @@ test('reconcile diff: adds, updates, removes, keeps; skips over and invalid', ()
   assert.deepEqual(d.removes.map((x) => x.target), ['192.0.2.4']);
   assert.equal(d.kept, 2);
   assert.deepEqual(d.invalid, ['junk']);
+});
+
+test('hostile targets never reach a command: exactly one process per batch, argv fixed, stdin only validated lines', async () => {
+  const hostile = ['192.0.2.1; rm -rf /', '$(reboot)', '192.0.2.1\nflush', '-exist', '10.0.0.1/24', '0.0.0.0/0', 'add mailjail-v4 0.0.0.0/1'];
+  const until = 1_000_000 + 60_000;
+  for (const backend of ['ipset', 'nftables'] as const) {
+    const calls: { file: string; args: readonly string[]; input: string | undefined }[] = [];
+    const run = async (file: string, args: readonly string[], input?: string): Promise<{ stdout: string; stderr: string }> => {
+      calls.push({ file, args, input });
+      return { stdout: '', stderr: '' };
+    };
+    const cfg = resolveFirewallConfig({ backend });
+    const b = backend === 'ipset' ? new IpsetBackend(cfg, { run, now: () => 1_000_000 }) : new NftBackend(cfg, { run, now: () => 1_000_000 });
+    const rep = await b.apply([...hostile.map((h) => ban(h as Ip, until)), ban('192.0.2.2' as Ip, until)]);
+    assert.equal(rep.applied, 1);
+    assert.equal(rep.failed.length, hostile.length);
+    assert.equal(calls.length, 1, backend);
+    const c = calls[0]!;
+    if (backend === 'ipset') {
+      assert.deepEqual([c.file, ...c.args], ['ipset', 'restore', '-exist']);
+      assert.equal(c.input, 'add mailjail-v4 192.0.2.2 timeout 60\n');
+    } else {
+      assert.deepEqual([c.file, ...c.args], ['nft', '-f', '-']);
+      assert.equal(c.input, 'add element inet mailjail v4 { 192.0.2.2 }\ndelete element inet mailjail v4 { 192.0.2.2 }\nadd element inet mailjail v4 { 192.0.2.2 timeout 60s }\n');
+    }
+  }
 });

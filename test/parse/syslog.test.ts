@@ -34,6 +34,8 @@ test('tags without a host, with a blank before the pid, and with (pid)', () => {
   assert.deepEqual([b.program, b.pid, b.message], ['sogod', 26818, 'SOGoRootPage Login from x']);
   const c = p('Nov 04 00:00:01 auth-worker(4242): Info: pam(u,192.0.2.1): unknown user');
   assert.deepEqual([c.program, c.pid, c.message], ['auth-worker', 4242, 'Info: pam(u,192.0.2.1): unknown user']);
+  const v24 = p('Nov 04 00:04:01 auth(info@example.com,192.0.2.80,sasl:login)<CvN+E95Uf4e7wxyz>: Info: sql: Password mismatch');
+  assert.deepEqual([v24.program, v24.message], ['', 'auth(info@example.com,192.0.2.80,sasl:login)<CvN+E95Uf4e7wxyz>: Info: sql: Password mismatch']);
   const d = p('Nov  4 00:00:01 imap1 dovecot: imap-login: Login: user=<a>');
   assert.deepEqual([d.host, d.program, d.message], ['imap1', 'dovecot', 'imap-login: Login: user=<a>']);
 });
@@ -58,6 +60,8 @@ test('headerless own-file lines: leading timestamp removed, program empty', () =
     ['Apr-07-13 07:08:36 [SSL-out] 192.0.2.9 SSL negotiation', '2013-04-07T07:08:36.000Z', '[SSL-out] 192.0.2.9 SSL negotiation'],
     ['03-07-2005 23:07:20   SMTP Server: Authentication failed', '2005-07-03T23:07:20.000Z', 'SMTP Server: Authentication failed'],
     ['10/06/2013 15:50:41 [LOGIN_ERROR] x', '2013-10-06T15:50:41.000Z', '[LOGIN_ERROR] x'],
+    ['10/06/2013 03:50:41 PM   SMTP Server: x', '2013-10-06T15:50:41.000Z', 'SMTP Server: x'],
+    ['10/06/2013 12:05:00 AM x', '2013-10-06T00:05:00.000Z', 'x'],
     ['Sat Dec 28 19:03:53 2013 - [72926] (192.0.2.3) x', '2013-12-28T19:03:53.000Z', '- [72926] (192.0.2.3) x'],
     ['[2014-01-06 10:59:38]LOGIN FAILED for user', '2014-01-06T10:59:38.000Z', 'LOGIN FAILED for user'],
   ];
