@@ -123,6 +123,11 @@ static napi_value Open(napi_env env, napi_callback_info info) {
   }
   if (rc < 0) { free(r); return throw_errno(env, "sd_journal_open", rc); }
   sd_journal_set_data_threshold(r->j, 0);
+  /* Set up inotify now, before the first read: sd-journal only sees appended entries and new
+     (rotated) files after processing their inotify events, and events from before the watch
+     exists are never delivered. */
+  rc = sd_journal_get_fd(r->j);
+  if (rc < 0 && nfiles <= 0) { reader_free(r); free(r); return throw_errno(env, "sd_journal_get_fd", rc); }
 
   char *matches[512];
   int nm = get_str_array(env, o, "matches", matches, 512);
@@ -296,6 +301,24 @@ static napi_value Read(napi_env env, napi_callback_info info) {
   return arr;
 }
 
+/* cursor(h) -> cursor of the current entry (the last one read or skipped), or undefined. */
+static napi_value Cursor(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  Reader *r = unwrap(env, argv[0]);
+  if (!r) return NULL;
+  char *cur = NULL;
+  napi_value out;
+  if (r->hold || sd_journal_get_cursor(r->j, &cur) < 0) {
+    napi_get_undefined(env, &out);
+    return out;
+  }
+  napi_create_string_utf8(env, cur, NAPI_AUTO_LENGTH, &out);
+  free(cur);
+  return out;
+}
+
 /* --- wait(h, timeoutMs) -> Promise<number> (SD_JOURNAL_NOP/APPEND/INVALIDATE), on a worker thread --- */
 typedef struct {
   Reader *r;
@@ -357,6 +380,7 @@ NAPI_MODULE_INIT() {
     { "seek", NULL, Seek, NULL, NULL, NULL, napi_default, NULL },
     { "seekCursor", NULL, SeekCursor, NULL, NULL, NULL, napi_default, NULL },
     { "read", NULL, Read, NULL, NULL, NULL, napi_default, NULL },
+    { "cursor", NULL, Cursor, NULL, NULL, NULL, napi_default, NULL },
     { "wait", NULL, Wait, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

@@ -1,6 +1,7 @@
 // TCP syslog framing (RFC 6587): octet-counting ("<len> <msg>") or LF-delimited, chosen once per
-// connection from its first byte: a digit means octet counting (a syslog message itself starts
-// with "<"), anything else means LF (NUL also ends a frame, as old syslog-ng senders use it).
+// connection from its first frame: digits then a space mean octet counting (a syslog message
+// itself starts with "<"); anything else — also digits not followed by a space, as in a PRI-less
+// line starting with an ISO date — means LF (NUL also ends a frame, as old syslog-ng senders use).
 // Memory is bounded: at most `maxMessage` bytes of a frame are ever held; longer frames are
 // counted and skipped without buffering them, and the connection lives on.
 
@@ -39,6 +40,8 @@ export class Framer {
   /** Bytes to throw away before the next frame starts (oversize message, or until LF after a bad count). */
   private skip = 0;
   private skipToLf = false;
+  /** The first count of the connection is being read: if it is not "<digits> ", the stream is LF. */
+  private probing = false;
 
   constructor(
     private readonly maxMessage: number,
@@ -66,7 +69,10 @@ export class Framer {
         pos = lf + 1;
         continue;
       }
-      if (this.mode === 'unknown') this.mode = isDigit(chunk[pos]!) ? 'octet' : 'lf';
+      if (this.mode === 'unknown') {
+        this.mode = isDigit(chunk[pos]!) ? 'octet' : 'lf';
+        this.probing = this.mode === 'octet';
+      }
       pos = this.mode === 'lf' ? this.pushLf(chunk, pos) : this.pushOctet(chunk, pos);
     }
   }
@@ -130,6 +136,14 @@ export class Framer {
       const digits = this.take(chunk, pos, i).toString('latin1');
       const n = digits.length > 0 && digits.length <= MAX_COUNT_DIGITS ? Number(digits) : NaN;
       if (chunk[i] !== SP || !(n > 0) || digits[0] === '0') {
+        if (this.probing) {
+          // First frame is not octet-counted after all: an LF stream whose line starts with digits.
+          this.probing = false;
+          this.mode = 'lf';
+          this.parts = [Buffer.from(digits, 'latin1')];
+          this.held = digits.length;
+          return i;
+        }
         // Not "<digits> ": a broken or hostile sender. Count it and resynchronise at the next LF.
         this.sink.fault('bad-octet-count');
         if (chunk[i] === LF) return i + 1;
@@ -137,10 +151,12 @@ export class Framer {
         return i;
       }
       if (n > this.maxMessage) {
+        this.probing = false;
         this.sink.fault('oversize');
         this.skip = n;
         return i + 1;
       }
+      this.probing = false;
       this.want = n;
       return i + 1;
     }

@@ -16,27 +16,35 @@ export interface JournalFilter {
   readonly units: readonly string[];
   /** The in-process test (always true when `globs` is empty). */
   readonly accept: (f: JournalFields) => boolean;
+  /** Every program as an fnmatch pattern (exact names escaped), for a reader that filters
+   *  in-process only (the native reader while following, see journald.ts). */
+  readonly patterns: readonly string[];
 }
 
 const globToRegExp = (g: string): RegExp =>
   new RegExp(`^${g.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[^/]*')}$`);
 
+/** fnmatch pattern for a program: `*` stays a wildcard, other fnmatch specials are escaped. */
+const toPattern = (p: string): string => p.replace(/[?[\]\\]/g, '\\$&');
+
 export function journalFilter(programs: readonly string[] = [], units: readonly string[] = []): JournalFilter {
   const hasGlob = programs.some((p) => p.includes('*'));
+  const patterns = programs.map(toPattern);
   if (!hasGlob) {
     const matches: string[] = programs.map((p) => `SYSLOG_IDENTIFIER=${p}`);
     if (units.length > 0) {
       if (matches.length > 0) matches.push('+');
       matches.push(...units.map((u) => `_SYSTEMD_UNIT=${u}`));
     }
-    return { matches, globs: [], units: [], accept: () => true };
+    return { matches, globs: [], units: [], accept: () => true, patterns };
   }
   const res = programs.map(globToRegExp);
   const unitSet = new Set(units);
   return {
     matches: [],
-    globs: [...programs],
+    globs: patterns,
     units: [...units],
+    patterns,
     accept: (f) => {
       const id = f.SYSLOG_IDENTIFIER;
       if (id !== undefined && res.some((r) => r.test(id))) return true;

@@ -18,6 +18,8 @@ export interface NativeJournal {
   seek(h: NativeHandle, where: 'head' | 'tail' | number): void;
   seekCursor(h: NativeHandle, cursor: string): boolean;
   read(h: NativeHandle, max: number): JournalFields[] & { more?: true };
+  /** Cursor of the entry last read or skipped by the filter (undefined before any). */
+  cursor(h: NativeHandle): string | undefined;
   wait(h: NativeHandle, timeoutMs: number): Promise<number>;
 }
 

@@ -66,6 +66,8 @@ export interface JournaldStats {
   readonly filtered: number;
   readonly cursorWrites: number;
   readonly cursorGone: number;
+  /** Native reader: reopened after the journal's file set changed. */
+  readonly reopens: number;
   readonly committed: string | undefined;
 }
 
@@ -90,7 +92,7 @@ export class JournaldSource implements Source {
   private readonly native: NativeJournal | undefined;
   private committed: string | undefined;
   private written: string | undefined;
-  private readonly c = { entries: 0, batches: 0, filtered: 0, cursorWrites: 0, cursorGone: 0 };
+  private readonly c = { entries: 0, batches: 0, filtered: 0, cursorWrites: 0, cursorGone: 0, reopens: 0 };
 
   constructor(cfg: JournaldSourceConfig) {
     this.cfg = cfg;
@@ -190,23 +192,34 @@ export class JournaldSource implements Source {
 
   private async *readNative(nj: NativeJournal, signal: AbortSignal): AsyncIterable<readonly RawRecord[]> {
     const f = this.filter;
-    const h: NativeHandle = nj.open({
+    // sd-journal (systemd 252) with matches misses entries appended after the reader reached the
+    // end of the journal (the same bug behind journalctl's "filter drops a burst"). So while
+    // following, the filter runs in C on each entry's SYSLOG_IDENTIFIER/_SYSTEMD_UNIT instead
+    // (a field lookup, no object made); journal matches are used only for a finite read.
+    const inC = this.follow || f.matches.length === 0;
+    const filtering = f.patterns.length > 0 || (this.cfg.units?.length ?? 0) > 0;
+    const open = (): NativeHandle => nj.open({
       ...(this.cfg.directory !== undefined ? { directory: this.cfg.directory } : {}),
       ...(this.cfg.files ? { files: this.cfg.files } : {}),
-      matches: f.matches,
+      matches: inC ? [] : f.matches,
       fields: this.fields,
-      globs: f.globs,
-      units: f.units,
+      globs: inC && filtering ? f.patterns : [],
+      units: inC && filtering ? [...(this.cfg.units ?? [])] : [],
     });
+    let h = open();
     let waiting: Promise<number> | undefined;
     try {
       const st = this.start();
       if ('cursor' in st) {
         if (!nj.seekCursor(h, st.cursor)) this.cursorGone(st.cursor);
       } else nj.seek(h, 'at' in st ? st.at : st.sinceUsec);
+      // Where we are (last entry read or skipped), to reopen at after the journal's file set changed.
+      let pos = nj.cursor(h);
+      let waitsSinceOpen = 0;
       const max = this.cfg.maxBatch ?? 1024;
       while (!signal.aborted) {
         const got = nj.read(h, max);
+        pos = nj.cursor(h) ?? pos;
         if (got.length > 0) {
           yield this.toRecords(got);
           continue;
@@ -217,8 +230,19 @@ export class JournaldSource implements Source {
         }
         if (!this.follow) return;
         waiting = nj.wait(h, 250);
-        await waiting;
+        const ev = await waiting;
         waiting = undefined;
+        // SD_JOURNAL_INVALIDATE (2): files were added or removed (rotation, vacuum). sd-journal
+        // should pick them up itself, but a file caught half-initialised can be missed; reopening
+        // and seeking back to where we were rescans the directory. Rare, cheap. (The first wait
+        // after an open always answers INVALIDATE: ignore that one.)
+        if (ev === 2 && waitsSinceOpen++ > 0 && pos !== undefined) {
+          nj.close(h);
+          h = open();
+          this.c.reopens++;
+          waitsSinceOpen = 0;
+          nj.seekCursor(h, pos);
+        }
       }
     } finally {
       if (waiting) await waiting.catch(() => 0);

@@ -53,12 +53,22 @@ test('LF-delimited stream split at random byte boundaries yields the same messag
   );
 });
 
+test('a first line of digits not followed by a space means LF framing (PRI-less ISO-dated lines)', () => {
+  const lines = ['2024-11-04T00:00:00Z mx postfix/smtpd[1]: a', '2024-11-04T00:00:01Z mx dovecot: b', '12 is not a count here'];
+  const wire = Buffer.from(lines.map((l) => `${l}\n`).join(''));
+  for (const cut of [1, 3, 4, 5, 10]) {
+    const r = run([wire.subarray(0, cut), wire.subarray(cut)]);
+    assert.deepEqual(r.faults, []);
+    assert.deepEqual(r.frames, lines);
+  }
+});
+
 test('octet counting: a malformed count is counted and skipped, later frames still come through', () => {
   const r = run([Buffer.from('5 hello12x garbage\n3 abc11 hello world')]);
   assert.deepEqual(r.frames, ['hello', 'abc', 'hello world']);
   assert.deepEqual(r.faults, ['bad-octet-count']);
-  const r2 = run([Buffer.from('99999999999999 x\n4 good')]);
-  assert.deepEqual(r2.frames, ['good']);
+  const r2 = run([Buffer.from('3 abc99999999999999 x\n4 good')]);
+  assert.deepEqual(r2.frames, ['abc', 'good']);
   assert.deepEqual(r2.faults, ['bad-octet-count']);
 });
 
@@ -75,4 +85,16 @@ test('oversize frames are counted and skipped without buffering them', () => {
 test('LF mode treats NUL as a frame end and drops empty frames', () => {
   const r = run([Buffer.from('<13>a\0<13>b\n\n\n<13>c\n')]);
   assert.deepEqual(r.frames, ['<13>a', '<13>b', '<13>c']);
+});
+
+test('property: arbitrary bytes in arbitrary chunks never throw and never yield a frame over the cap', () => {
+  fc.assert(
+    fc.property(fc.array(fc.uint8Array({ maxLength: 200 }), { maxLength: 20 }), (chunks) => {
+      const max = 64;
+      const frames: Buffer[] = [];
+      const f = new Framer(max, { frame: (m) => frames.push(m), fault: () => {} });
+      for (const c of chunks) f.push(Buffer.from(c));
+      for (const m of frames) assert.ok(m.length <= max + 2);
+    }),
+  );
 });

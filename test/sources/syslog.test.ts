@@ -163,3 +163,33 @@ test('TLS: a client with a cert from our CA gets in; one without, or from anothe
   assert.equal(rs[0]!.origin.kind, 'syslog-tls');
   assert.ok(src.stats().tlsErrors >= 1 || src.stats().received === 1);
 });
+
+test('hostile peers: a stalled partial frame does not hold up others; a huge LF-less stream is skipped, not buffered; idle peers are closed', async () => {
+  const { src, port } = await started({ protocol: 'tcp', maxMessageBytes: 1024, idleTimeoutMs: 300 });
+  const stall = connect(port, '127.0.0.1');
+  stall.on('error', () => {});
+  stall.write('500 <13>this frame never ends');
+  const flood = connect(port, '127.0.0.1');
+  flood.on('error', () => {});
+  await new Promise((r) => flood.once('connect', r));
+  for (let i = 0; i < 16; i++) flood.write(Buffer.alloc(64 * 1024, 0x41)); // 1 MiB without LF
+  flood.write('\n<13>after the flood\n');
+  const good = connect(port, '127.0.0.1');
+  good.write('<13>from a good peer\n');
+  const rs = await collect(src, (a) => a.length >= 2, 5000);
+  assert.deepEqual(texts(rs).sort(), ['<13>after the flood', '<13>from a good peer']);
+  assert.equal(src.stats().oversize, 1);
+  await new Promise((r) => setTimeout(r, 100));
+  for (const s of [stall, flood, good]) s.destroy();
+});
+
+test('idle connections are closed after idleTimeoutMs and counted', async () => {
+  const { src, port } = await started({ protocol: 'tcp', idleTimeoutMs: 200 });
+  const c = connect(port, '127.0.0.1');
+  c.on('error', () => {});
+  const closed = new Promise<boolean>((r) => c.once('close', () => r(true)));
+  const rs = collect(src, () => false, 1500);
+  assert.equal(await Promise.race([closed, new Promise<boolean>((r) => setTimeout(() => r(false), 1200))]), true);
+  await rs;
+  assert.equal(src.stats().idleTimeouts, 1);
+});
