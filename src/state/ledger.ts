@@ -3,13 +3,15 @@
 // disk when `kill -9` comes. A torn last line (killed mid-write) is cut off on open. Compaction
 // rewrites the file with only what a restart needs (active bans, history inside the window, the
 // counted-through position) via write-temp + fsync + rename + fsync(dir).
-import { closeSync, existsSync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { isIpv6, parseCidr, splitCidr } from '../parse/ip.js';
 import { MailjailError } from '../types.js';
 import type { BanRecord, LedgerEntry, LedgerSink, LedgerState, Through } from './records.js';
 
 export const LEDGER_FILE = 'bans.jsonl';
+/** Holds the pid of the process that has the ledger open: two writers would interleave bans. */
+export const LOCK_FILE = 'bans.lock';
 
 export interface LedgerOptions {
   /** Keep past bans this long for escalation/recidive history (ms). Default 30 days. */
@@ -54,6 +56,7 @@ export class Ledger implements LedgerSink {
   /** Opens (creating) the ledger in `dir` and reads back its state. */
   static open(dir: string, o: LedgerOptions = {}): LedgerOpenResult {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
+    takeLock(dir);
     const l = new Ledger(dir, o);
     let badLines = 0;
     if (existsSync(l.path)) {
@@ -77,7 +80,9 @@ export class Ledger implements LedgerSink {
       }
       closeSync(l.fd);
     }
+    const created = !existsSync(l.path);
     l.fd = openSync(l.path, 'a', 0o600);
+    if (created) l.syncDir(); // the new file's directory entry must survive a power cut too
     if (l.appended > l.compactAfter) {
       l.prune(l.latest);
       if (l.appended > 2 * l.bans.length + 1) l.compact(l.latest);
@@ -137,8 +142,7 @@ export class Ledger implements LedgerSink {
       closeSync(fd);
     }
     renameSync(tmp, this.path);
-    const dfd = openSync(this.dir, 'r');
-    try { fsyncSync(dfd); } finally { closeSync(dfd); }
+    this.syncDir();
     closeSync(this.fd);
     this.fd = openSync(this.path, 'a', 0o600);
     this.appended = this.bans.length + 1;
@@ -146,9 +150,15 @@ export class Ledger implements LedgerSink {
   }
 
   close(): void {
-    if (this.fd >= 0) closeSync(this.fd);
+    if (this.fd < 0) return;
+    closeSync(this.fd);
     this.fd = -1;
-    this.nextCheck = this.compactAfter;
+    try { unlinkSync(join(this.dir, LOCK_FILE)); } catch { /* already gone */ }
+  }
+
+  private syncDir(): void {
+    const dfd = openSync(this.dir, 'r');
+    try { fsyncSync(dfd); } finally { closeSync(dfd); }
   }
 
   private apply(e: LedgerEntry): void {
@@ -188,4 +198,37 @@ export function canonicalTarget(s: string): string | undefined {
   if (!c) return undefined;
   const { addr, len } = splitCidr(c);
   return len === (isIpv6(addr) ? 128 : 32) && !s.includes('/') ? addr : c;
+}
+
+/**
+ * Takes the state directory's lock, or throws MJ_STATE_LEDGER_LOCKED when a live process holds it.
+ * A lock left by a dead process (kill -9) is taken over.
+ */
+function takeLock(dir: string): void {
+  const path = join(dir, LOCK_FILE);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(path, 'wx', 0o600);
+      try { writeSync(fd, `${process.pid}\n`); } finally { closeSync(fd); }
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new MailjailError('MJ_STATE_LEDGER', `cannot lock ${path}`, { cause: err });
+    }
+    let pid = NaN;
+    try { pid = Number(readFileSync(path, 'utf8').trim()); } catch { /* removed meanwhile */ }
+    if (Number.isInteger(pid) && pid > 0 && alive(pid)) {
+      throw new MailjailError('MJ_STATE_LEDGER_LOCKED', `${dir} is in use by process ${pid}${pid === process.pid ? ' (this one: the ledger is already open)' : ''}`);
+    }
+    try { unlinkSync(path); } catch { /* raced with another taker: retry once */ }
+  }
+  throw new MailjailError('MJ_STATE_LEDGER_LOCKED', `cannot take ${path}`);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
