@@ -39,6 +39,29 @@ echo '# local change kept across upgrades' >> /etc/mailjail/mailjail.yaml
 dpkg -i "$DEB" >/dev/null || die "reinstall"
 grep -q '^# local change kept across upgrades' /etc/mailjail/mailjail.yaml || die "a reinstall overwrote the admin's config"
 pass "conffile kept across a reinstall"
+# The installed daemon runs (prod-only node_modules, shipped rules and runtime): dry-run firewall,
+# a loopback syslog listener, the control socket in a temp dir.
+tmp=$(mktemp -d)
+port=$(/usr/lib/mailjail/node/bin/node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+cat > "$tmp/mailjail.yaml" <<YAML
+state: { dir: $tmp/state }
+sources:
+  smoke: { type: syslog-tcp, listen: "127.0.0.1:$port", allow: [127.0.0.0/8] }
+policies:
+  auth: {}
+firewall: { backend: dry-run }
+metrics: { enabled: false }
+control: { socket: $tmp/control.sock }
+YAML
+mailjail run --dry-run -c "$tmp/mailjail.yaml" >"$tmp/out.log" 2>&1 &
+daemon=$!
+for _ in $(seq 100); do mailjail status --socket "$tmp/control.sock" >/dev/null 2>&1 && break; sleep 0.1; done
+mailjail ban 192.0.2.44 --for 1h --socket "$tmp/control.sock" >/dev/null || { cat "$tmp/out.log"; die "installed mailjail run: ban"; }
+mailjail bans --json --socket "$tmp/control.sock" | grep -q '"target":"192.0.2.44"' || die "installed mailjail run: bans"
+kill -TERM "$daemon"
+wait "$daemon" || die "installed mailjail run did not stop with exit code 0"
+rm -rf "$tmp"
+pass "installed mailjail run: ban, bans, SIGTERM → 0"
 if command -v systemd-analyze >/dev/null; then
   systemd-analyze verify /lib/systemd/system/mailjail.service || die "systemd-analyze verify"
   score=$(systemd-analyze security --offline=true /lib/systemd/system/mailjail.service 2>/dev/null | sed -n 's/.*Overall exposure level for mailjail.service: \([0-9.]*\).*/\1/p')
