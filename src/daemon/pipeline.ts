@@ -274,8 +274,17 @@ export class Daemon implements ControlHandlers {
     return d;
   }
 
-  private startSources(list: readonly SourceConfig[]): void {
+  /** Starts sources; at start-up one that cannot be built fails the start, on reload it is left out. */
+  private startSources(list: readonly SourceConfig[], lenient = false): void {
     for (const cfg of list) {
+      if (lenient) {
+        try {
+          this.startSources([cfg]);
+        } catch (e) {
+          this.log.error({ source: cfg.name, err: (e as Error).message }, 'source could not start; left out until the next reload');
+        }
+        continue;
+      }
       const make = (): Source => this.deps.makeSource(cfg, {
         stateDir: this.config.state.dir, log: this.log.child({ source: cfg.name }), metrics: this.metrics,
         programs: this.engine.programs(),
@@ -307,9 +316,13 @@ export class Daemon implements ControlHandlers {
       this.counters.matches++;
       this.metrics.matches.inc({ rule: m.ruleId, class: m.class });
       this.evidence.note(m);
+      // Live clock: wall time. A journal entry carries journald's own receive time, so a look-back
+      // after a restart counts old entries at their real time, never later than now; syslog
+      // senders' clocks are not trusted.
+      const at = rec.kind === 'journal' ? Math.min(now, m.event.time) : now;
       let ds: BanDecision[];
       try {
-        ds = this.decider.observe(m, now);
+        ds = this.decider.observe(m, at);
       } catch (e) {
         // The ledger could not be written: the decision is not durable, so it is not applied.
         this.warnings.error('observe', { err: (e as Error).message }, 'state stage failed on a match');
@@ -494,11 +507,7 @@ export class Daemon implements ControlHandlers {
       this.runners.delete(name);
     }
     await Promise.all(stopping);
-    try {
-      this.startSources([...want.values()]);
-    } catch (e) {
-      this.log.error({ err: (e as Error).message }, 'a new source could not start; it is left out until the next reload');
-    }
+    this.startSources([...want.values()], true);
     for (const [what, a, b] of [
       ['firewall', prev.firewall, next.firewall], ['control', prev.control, next.control],
       ['metrics', prev.metrics, next.metrics], ['state.dir', prev.state.dir, next.state.dir],

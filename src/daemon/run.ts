@@ -36,6 +36,14 @@ export async function runDaemon(opts: RunOptions = {}): Promise<number> {
     return EXIT.CONFIG;
   }
   const log: Logger = createLogger({ level: config.logLevel });
+  // A bug must not die silently: one fatal JSON line for journald, then exit 1 (systemd restarts;
+  // the ledger holds every ban).
+  const fatal = (kind: string) => (err: unknown): void => {
+    log.fatal({ err: (err as Error)?.stack ?? String(err), kind }, 'unexpected error: exiting');
+    process.exit(EXIT.FAILURE);
+  };
+  process.on('uncaughtException', fatal('uncaughtException'));
+  process.on('unhandledRejection', fatal('unhandledRejection'));
   const metrics = new Metrics();
   let daemon: Daemon;
   try {

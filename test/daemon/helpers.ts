@@ -24,6 +24,19 @@ export class PushSource implements Source {
     this.wake?.();
   }
 
+  /** Journal entries (as the journald source hands them on) with their journald time. */
+  pushJournal(entries: readonly { message: string; time: number }[]): void {
+    this.q.push(entries.map((e, i) => ({
+      kind: 'journal' as const,
+      fields: {
+        MESSAGE: e.message, SYSLOG_IDENTIFIER: 'postfix/smtpd', _PID: '1234', _HOSTNAME: 'mx1',
+        __REALTIME_TIMESTAMP: String(e.time * 1000), __CURSOR: `s=1;i=${i}`,
+      },
+      origin: { kind: 'journald' as const, name: this.name, cursor: `s=1;i=${i}` },
+    })));
+    this.wake?.();
+  }
+
   async *records(signal: AbortSignal): AsyncIterable<readonly RawRecord[]> {
     this.runs++;
     if (this.failFirst && this.runs === 1) throw new Error('listener exploded');

@@ -143,6 +143,24 @@ test('reload keeps counters and bans; a broken config is refused and the old one
   }
 });
 
+test('journal entries count at their journald time (a look-back is not squeezed into now); syslog lines at wall time', async () => {
+  const dir = tempDir();
+  const r = await rig(dir, testConfig(dir));
+  try {
+    const msg = 'warning: unknown[192.0.2.80]: SASL LOGIN authentication failed: UGFzc3dvcmQ6';
+    const old = Date.now() - 30 * 60_000;
+    r.source.pushJournal([0, 1, 2].map((i) => ({ message: msg, time: old + i * 1000 })));
+    r.source.pushJournal([0, 1].map((i) => ({ message: msg, time: Date.now() - 1000 + i })));
+    await waitFor(async () => (await r.daemon.status()).counters['matches'] === 5);
+    assert.equal((await r.daemon.bans()).length, 0, '3 attempts 30 min ago and 2 now are not 5 in 10 min');
+    r.source.pushJournal([0, 1, 2].map((i) => ({ message: msg, time: Date.now() - 500 + i })));
+    await waitFor(async () => (await r.fw.list()).has('192.0.2.80'));
+  } finally {
+    await r.daemon.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a failing source is restarted by the supervisor', async () => {
   const dir = tempDir();
   const r = await rig(dir, testConfig(dir), { failFirst: true });
