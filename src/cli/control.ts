@@ -53,7 +53,7 @@ export function register(program: Command): void {
   withSocket(program.command('ban'))
     .argument('<address>', 'IP address or CIDR network')
     .description('ban an address now, through the same ledger and firewall path as rule bans')
-    .option('-p, --policy <name>', 'policy the ban belongs to (default: the first policy)')
+    .option('-p, --policy <name>', 'policy the ban belongs to (default: "manual", 1h unless --for)')
     .option('--for <duration>', 'ban duration, e.g. 30m, 12h, 7d (default: the policy\'s bantime)')
     .action(action(async (address: string, opts: SocketOpts & { policy?: string; for?: string }) => {
       const target = parseTarget(address); // fail fast with the same message the daemon would give

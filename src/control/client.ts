@@ -5,6 +5,14 @@ import { MAX_RESPONSE_BYTES, PROTOCOL_VERSION, type ControlResponse } from './pr
 
 export const DEFAULT_SOCKET = '/run/mailjail/control.sock';
 
+/** The daemon answered and said no (its error code is kept): the CLI exits with 4. */
+export class ControlRefusal extends MailjailError {
+  constructor(code: string, message: string) {
+    super(code, message);
+    this.name = 'ControlRefusal';
+  }
+}
+
 let nextId = 1;
 
 /** Sends one command; resolves with its result, or throws the daemon's MailjailError (same code). */
@@ -54,7 +62,7 @@ export function controlRequest(
         return finish(new MailjailError('MJ_CTL_VERSION', `daemon speaks protocol version ${String(resp.v)}, this CLI ${PROTOCOL_VERSION}`));
       }
       if (resp.ok) finish(undefined, resp.result);
-      else finish(new MailjailError(resp.error.code, resp.error.message));
+      else finish(new ControlRefusal(resp.error.code, resp.error.message));
     });
     sock.on('end', () => finish(new MailjailError('MJ_CTL_BAD_RESPONSE', 'the daemon closed the connection without answering')));
   });

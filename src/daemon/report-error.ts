@@ -1,12 +1,13 @@
 // How CLI commands end on an error: one clear line (or the config's problem list) on stderr and
 // the documented exit code, never a stack trace for a fault the admin can fix.
 import { MailjailError } from '../types.js';
-import { exitCodeFor } from './exit-codes.js';
+import { ControlRefusal } from '../control/client.js';
+import { EXIT, exitCodeFor } from './exit-codes.js';
 
 export function reportError(e: unknown): number {
   if (e instanceof MailjailError) {
     process.stderr.write(`mailjail: ${e.message}\n`);
-    return exitCodeFor(e.code);
+    return e instanceof ControlRefusal ? EXIT.REFUSED : exitCodeFor(e.code);
   }
   process.stderr.write(`mailjail: unexpected error: ${(e as Error)?.stack ?? String(e)}\n`);
   return exitCodeFor(undefined);

@@ -84,9 +84,9 @@ test('lines flow sources → parse → rules → state → firewall; one log lin
   }
 });
 
-test('operator ban and unban take the same ledger → firewall path; unknown policies are refused', async () => {
+test('operator ban and unban take the same ledger → firewall path; unknown policies and allowlisted targets are refused', async () => {
   const dir = tempDir();
-  const r = await rig(dir, testConfig(dir));
+  const r = await rig(dir, testConfig(dir, undefined, 'allowlist: [203.0.113.200]'));
   try {
     const b = await r.daemon.ban({ target: '203.0.113.5' as never, durationMs: 120_000 });
     assert.equal(b.policy, 'manual');
@@ -96,6 +96,7 @@ test('operator ban and unban take the same ledger → firewall path; unknown pol
     assert.equal(p.policy, 'auth');
     assert.ok((await r.fw.list()).has('2001:db8::/64'));
     await assert.rejects(r.daemon.ban({ target: '203.0.113.6' as never, policy: 'smtp' }), /MJ_CTL_UNKNOWN_POLICY: unknown policy "smtp"; known: auth, manual/);
+    await assert.rejects(r.daemon.ban({ target: '203.0.113.0/24' as never }), /MJ_STATE_ALLOWLISTED/);
     const u = await r.daemon.unban({ target: '203.0.113.5' as never });
     assert.deepEqual(u, { target: '203.0.113.5', removed: true });
     assert.ok(!(await r.fw.list()).has('203.0.113.5'));
