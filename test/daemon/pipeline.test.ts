@@ -198,6 +198,28 @@ test('restart: bans come back from the ledger into a fresh firewall; shutdown wr
   }
 });
 
+test('orderly stop drains: a ban decided just before stop reaches a slow firewall; a failing one is retried', async () => {
+  const dir = tempDir();
+  const inner = createBackend({ backend: 'dry-run' });
+  let fails = 2;
+  const slow: FirewallBackend = {
+    name: 'slow', healthcheck: () => inner.healthcheck(), ensure: () => inner.ensure(), list: () => inner.list(), stop: (o) => inner.stop(o),
+    async apply(batch) {
+      await new Promise((res) => setTimeout(res, 200));
+      if (batch.length > 0 && fails-- > 0) throw new Error('ipset restore: exit 1');
+      return inner.apply(batch);
+    },
+  };
+  const r = await rig(dir, testConfig(dir), { fw: slow });
+  r.source.push([1, 2, 3, 4, 5].map((i) => sasl('192.0.2.33', i)));
+  await waitFor(async () => (await r.daemon.status()).counters['bans'] === 1);
+  await r.daemon.stop();
+  assert.ok((await inner.list()).has('192.0.2.33'), 'applied before stop returned');
+  assert.ok(r.log.lines().some((l) => l['msg'] === 'firewall failure; decisions kept and retried'));
+  assert.match(await r.metrics.registry.metrics(), /mailjail_bans_failed_total\{backend="slow"\} [1-9]/);
+  rmSync(dir, { recursive: true, force: true });
+});
+
 test('start fails cleanly when the rule pack does not load', async () => {
   const dir = tempDir();
   const cfg = testConfig(dir);
