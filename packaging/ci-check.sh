@@ -24,6 +24,13 @@ grep -q 'Depends: ipset, iptables | nftables' <<<"$info" || die ".deb Depends"
 contents=$(dpkg-deb --contents "$DEB")
 grep -q ' ./usr/lib/mailjail/node/bin/node$' <<<"$contents" || die ".deb has no Node runtime"
 
+# Whatever happens below, leave the machine as it was (unless asked to keep the package).
+daemon=
+cleanup() {
+  [ -z "$daemon" ] || kill -KILL "$daemon" 2>/dev/null || true
+  [ "${MAILJAIL_CI_KEEP:-0}" = 1 ] || dpkg --purge mailjail >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
 dpkg -i "$DEB" >/dev/null || die "dpkg -i $DEB"
 pass "dpkg -i"
 got=$(mailjail --version) || die "mailjail --version failed"
@@ -60,6 +67,7 @@ mailjail ban 192.0.2.44 --for 1h --socket "$tmp/control.sock" >/dev/null || { ca
 mailjail bans --json --socket "$tmp/control.sock" | grep -q '"target":"192.0.2.44"' || die "installed mailjail run: bans"
 kill -TERM "$daemon"
 wait "$daemon" || die "installed mailjail run did not stop with exit code 0"
+daemon=
 rm -rf "$tmp"
 pass "installed mailjail run: ban, bans, SIGTERM → 0"
 if command -v systemd-analyze >/dev/null; then
@@ -92,7 +100,7 @@ fi
 
 if [ "${MAILJAIL_CI_KEEP:-0}" != 1 ]; then
   dpkg --purge mailjail >/dev/null
-  [ ! -e /usr/bin/mailjail ] && [ ! -e /etc/mailjail ] || die "purge left files behind"
+  [ ! -e /usr/bin/mailjail ] && [ ! -e /etc/mailjail ] && [ ! -e /var/lib/mailjail ] || die "purge left files behind"
   pass "dpkg --purge removes everything"
 fi
 echo "packaging checks: $ok ok"
