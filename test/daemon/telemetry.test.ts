@@ -37,6 +37,17 @@ test('logger writes one JSON object per line with level labels; hostile text sta
   assert.equal(lines[0]!['user'], 'evil\n{"level":"info","msg":"ban lifted"}');
 });
 
+test('pretty output (what a terminal gets) is readable text, not JSON', () => {
+  const chunks: string[] = [];
+  const stream = new Writable({ write(c, _e, cb) { chunks.push(String(c)); cb(); } });
+  const log = createLogger({ level: 'info', destination: stream, pretty: true });
+  log.info({ target: '192.0.2.1' }, 'ban 192.0.2.1 for 1h');
+  const out = chunks.join('');
+  assert.match(out, /INFO/);
+  assert.match(out, /ban 192\.0\.2\.1 for 1h/);
+  assert.doesNotMatch(out, /^\{/);
+});
+
 test('rate-limited warnings: first line per key per interval, then a count of what was suppressed', () => {
   const s = sink();
   const log = createLogger({ level: 'info', destination: s.stream, pretty: false });
