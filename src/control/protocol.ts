@@ -35,6 +35,8 @@ export interface SourceStatus {
   readonly state: string;
   readonly lines: number;
   readonly lastError?: string;
+  /** Numbers the source reports about itself (syslog: received, denied, oversize, dropped...; journald: entries, filtered...). */
+  readonly stats?: Readonly<Record<string, number>>;
 }
 
 export interface PolicyStatus {

@@ -85,6 +85,15 @@ export function toStatePolicy(p: PolicyConfig): Policy {
   };
 }
 
+/** The numeric part of what a source says about itself (sources may offer `stats()`). */
+function sourceStats(src: Source | undefined): Record<string, number> | undefined {
+  const st = (src as { stats?: () => unknown } | undefined)?.stats?.();
+  if (!st || typeof st !== 'object') return undefined;
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(st)) if (typeof v === 'number') out[k] = v;
+  return out;
+}
+
 const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
   new Promise((resolve) => {
     const t = setTimeout(done, ms);
@@ -214,9 +223,7 @@ export class Daemon implements ControlHandlers {
     this.metrics.gauge('mailjail_source_stat', 'Counters a source reports about itself, by source and counter', ['source', 'stat'], (g) => {
       g.reset();
       for (const r of this.runners.values()) {
-        const st = (r.current as { stats?: () => Record<string, unknown> } | undefined)?.stats?.();
-        if (!st || typeof st !== 'object') continue;
-        for (const [k, v] of Object.entries(st)) if (typeof v === 'number') g.set({ source: r.name, stat: k }, v);
+        for (const [k, v] of Object.entries(sourceStats(r.current) ?? {})) g.set({ source: r.name, stat: k }, v);
       }
     });
   }
@@ -386,9 +393,14 @@ export class Daemon implements ControlHandlers {
       startedAt: this.startedAt,
       configFiles: this.config.files,
       firewall: this.sink.backendName,
-      sources: [...this.runners.values()].map((r) => ({
-        name: r.name, type: r.cfg.type, state: r.state, lines: r.lines, ...(r.lastError !== undefined && r.state === 'restarting' ? { lastError: r.lastError } : {}),
-      })),
+      sources: [...this.runners.values()].map((r) => {
+        const stats = sourceStats(r.current);
+        return {
+          name: r.name, type: r.cfg.type, state: r.state, lines: r.lines,
+          ...(r.lastError !== undefined && r.state === 'restarting' ? { lastError: r.lastError } : {}),
+          ...(stats ? { stats } : {}),
+        };
+      }),
       policies: this.config.policies.map((p) => ({
         name: p.name, maxretry: p.maxretry, findtime: p.findtime, bantime: p.bantime, bansActive: active.filter((b) => b.policy === p.name).length,
       })),

@@ -69,7 +69,8 @@ control: { socket: ${sock} }
     assert.match(p.out(), /"event":"ban","target":"192\.0\.2\.10".*"count":3/);
 
     const st = await cli(['status', '--json'], sock);
-    const status = JSON.parse(st.stdout) as { firewall: string; counters: Record<string, number>; sources: { name: string; state: string }[] };
+    const status = JSON.parse(st.stdout) as { firewall: string; counters: Record<string, number>; sources: { name: string; state: string; stats?: Record<string, number> }[] };
+    assert.equal(status.sources[0]!.stats?.['received'], 3, 'the syslog source\'s own counters');
     assert.equal(status.firewall, 'dry-run');
     assert.equal(status.counters['matches'], 3);
     assert.deepEqual(status.sources.map((s) => [s.name, s.state]), [['collector', 'running']]);
