@@ -35,6 +35,10 @@ export async function runDaemon(opts: RunOptions = {}): Promise<number> {
     process.stderr.write(`mailjail: ${(e as Error).message}\n`);
     return EXIT.CONFIG;
   }
+  // SIGHUP's default action kills the process: hold it during start-up, reload once started.
+  let hupDuringStart = false;
+  const earlyHup = (): void => { hupDuringStart = true; };
+  process.on('SIGHUP', earlyHup);
   const log: Logger = createLogger({ level: config.logLevel });
   // A bug must not die silently: one fatal JSON line for journald, then exit 1 (systemd restarts;
   // the ledger holds every ban).
@@ -81,6 +85,8 @@ export async function runDaemon(opts: RunOptions = {}): Promise<number> {
     daemon.reload().catch(() => { /* logged by reload; the old config keeps running */ });
   };
   process.on('SIGHUP', onHup);
+  process.off('SIGHUP', earlyHup);
+  if (hupDuringStart) onHup();
   let signals = 0;
   const stopSignal = new Promise<string>((resolve) => {
     const onSig = (sig: NodeJS.Signals): void => {
