@@ -4,6 +4,9 @@ import './regexp-safety.js';
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { register as registerCheck } from './check.js';
+import { register as registerConfig } from './config.js';
+import { register as registerControl } from './control.js';
+import { register as registerRun } from './run.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -14,5 +17,8 @@ const program = new Command()
   .showHelpAfterError();
 
 registerCheck(program);
+registerConfig(program);
+registerControl(program);
+registerRun(program);
 
 await program.parseAsync(process.argv);

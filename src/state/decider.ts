@@ -38,7 +38,7 @@ export interface DeciderStats {
   weakCounted: number;
   /** Weak lines not counted: no definite attempt in the window, or an outage in progress. */
   weakIgnored: number;
-  /** Attempts of targets already banned (not counted). */
+  /** Attempts of addresses under an active ban of any policy (not counted). */
   whileBanned: number;
   /** Attempts of allowlisted addresses (counted here only, never banned). */
   allowlistedHits: number;
@@ -49,6 +49,8 @@ export interface DeciderStats {
   tracked: number;
   /** Keys pushed out of a full table (their counts are lost). */
   evictions: number;
+  /** Bytes held by the counting tables' typed arrays (fixed by the number of slots ever used). */
+  tableBytes: number;
   sessionsEvicted: number;
   /** Outages detected (weak lines from many addresses at once). */
   outages: number;
@@ -81,17 +83,16 @@ interface PolicyState {
 
 const SWEEP_EVERY = 65_536;
 const MAX_EVENTS = 10_000;
-const NO_DECISIONS: readonly BanDecision[] = Object.freeze([]);
 
 function manualPolicy(name: string): Policy {
   return { name, classes: ['auth'], maxretry: 1, findtime: 1, bantime: 3600, ipv4Prefix: 32, ipv6Prefix: 128 };
 }
 
 export class Decider {
-  private readonly states: PolicyState[] = [];
+  private states: PolicyState[] = [];
   private readonly byName = new Map<string, PolicyState>();
   private readonly dedupe: Deduper;
-  private readonly allowlist: Allowlist | undefined;
+  private allowlist: Allowlist | undefined;
   private readonly ledger: LedgerSink | undefined;
   private readonly maxTracked: number;
   /** Counted-through position per source. */
@@ -99,6 +100,8 @@ export class Decider {
   /** Restored watermarks still to pass, per source. */
   private readonly resumeAfter = new Map<string, Position>();
   private events: StateEvent[] = [];
+  /** Ledger entries held back for one group commit at the end of observeBatch. */
+  private pending: LedgerEntry[] | undefined;
   private wasOutage = false;
   private sinceSweep = 0;
   private readonly s = {
@@ -131,17 +134,17 @@ export class Decider {
     if (++this.sinceSweep >= SWEEP_EVERY) this.sweep(now);
     if (this.resumeAfter.size > 0 && this.alreadyCounted(m)) {
       this.s.skippedReplayed++;
-      return NO_DECISIONS as BanDecision[];
+      return [];
     }
     this.track(m);
     let any = false;
     for (const st of this.states) if (policyCounts(st.p, m)) { any = true; break; }
     if (!any) {
       this.s.ignored++;
-      return NO_DECISIONS as BanDecision[];
+      return [];
     }
     const n = this.dedupe.credit(m, now);
-    if (n === 0) return NO_DECISIONS as BanDecision[];
+    if (n === 0) return [];
     const weak = m.attempt.weak === true;
     let outage = false;
     if (weak) {
@@ -152,7 +155,13 @@ export class Decider {
     if (this.allowlist?.contains(m.ip)) {
       this.s.allowlistedHits += n;
       for (const st of this.states) if (policyCounts(st.p, m)) this.reportAllowlisted(st, m.ip, now);
-      return NO_DECISIONS as BanDecision[];
+      return [];
+    }
+    // A banned address is not counted by any policy until its ban ends: its lines are the firewall
+    // catching up, and a second, shorter ban of the same target could shorten the first one.
+    if (this.bannedNow(m.ip, now)) {
+      this.s.whileBanned += n;
+      return [];
     }
     let out: BanDecision[] | undefined;
     const entries: LedgerEntry[] = [];
@@ -164,17 +173,31 @@ export class Decider {
         entries.push({ t: 'ban', ...rec, through: this.through() });
       }
     }
-    if (!out) return NO_DECISIONS as BanDecision[];
-    this.ledger?.record(entries);
+    if (!out) return [];
+    // A ledger that cannot write throws MJ_STATE_LEDGER here: the ban is not handed on, and the
+    // daemon must treat that as fatal rather than enforce bans it could not remember.
+    if (this.pending) this.pending.push(...entries);
+    else this.ledger?.record(entries);
     return out;
   }
 
-  /** `observe` over a batch; `now` defaults to each match's event time (replay). */
+  /**
+   * `observe` over a batch; `now` defaults to each match's event time (replay). The batch's bans
+   * go to the ledger in one write + fsync (group commit) before any of them is returned.
+   */
   observeBatch(ms: readonly Match[], now?: number): BanDecision[] {
     const out: BanDecision[] = [];
-    for (const m of ms) {
-      const d = this.observe(m, now ?? m.event.time);
-      if (d.length > 0) out.push(...d);
+    const pending: LedgerEntry[] = [];
+    this.pending = pending;
+    try {
+      for (const m of ms) {
+        const d = this.observe(m, now ?? m.event.time);
+        if (d.length > 0) out.push(...d);
+      }
+    } finally {
+      this.pending = undefined;
+      // Even when a match threw, the bans decided before it are in memory: persist them.
+      if (pending.length > 0) this.ledger?.record(pending);
     }
     return out;
   }
@@ -189,7 +212,7 @@ export class Decider {
     if (req.bantime !== undefined && !(Number.isFinite(req.bantime) && req.bantime > 0)) throw new MailjailError('MJ_STATE_BANTIME', 'bantime must be > 0 seconds');
     const st = this.stateFor(req.policy ?? MANUAL_POLICY, req.policy === undefined);
     const rec = this.decide(st, target, req.ruleId ?? 'operator', req.now, req.bantime);
-    st.table.delete(target);
+    forgetCounts(st.table, splitCidr(parseCidr(target)!).addr, st.p);
     this.s.operatorBans++;
     this.ledger?.record([{ t: 'ban', ...rec, through: this.through() }]);
     return [{ action: 'ban', target: rec.target, until: rec.until, level: rec.level, policy: rec.policy, ruleId: rec.ruleId, evidence: [] }];
@@ -201,13 +224,16 @@ export class Decider {
     const reason = req.reason ?? 'operator';
     const out: BanDecision[] = [];
     const entries: LedgerEntry[] = [];
+    const addr = splitCidr(parseCidr(target)!).addr;
     for (const st of this.allStates()) {
-      st.table.delete(target);
-      const rec = st.bans.get(target);
+      forgetCounts(st.table, addr, st.p);
+      // An address inside a banned prefix (the /64 of a policy) lifts that prefix's ban.
+      let rec = st.bans.get(target);
+      if ((!rec || rec.until <= req.now) && target === addr) rec = st.bans.get(keyOf(addr, st.p));
       if (!rec || rec.until <= req.now) continue;
-      st.bans.set(target, { ...rec, until: req.now });
-      out.push({ action: 'unban', target, policy: st.p.name, reason });
-      entries.push({ t: 'unban', target, policy: st.p.name, at: req.now, reason });
+      st.bans.set(rec.target, { ...rec, until: req.now });
+      out.push({ action: 'unban', target: rec.target, policy: st.p.name, reason });
+      entries.push({ t: 'unban', target: rec.target, policy: st.p.name, at: req.now, reason });
     }
     // Nothing known here: still ask the firewall to remove it (idempotent there).
     if (out.length === 0) {
@@ -246,6 +272,41 @@ export class Decider {
     return out;
   }
 
+  /**
+   * Config reload: a new allowlist and/or policy set, keeping what still applies. A policy whose
+   * maxretry, prefixes and distinct-user setting are unchanged keeps its counters (findtime,
+   * bantime, escalation may change); every policy keeps its bans and history by name; bans of
+   * removed policies stay listed (and can be unbanned) until they expire. Validates everything
+   * before changing anything.
+   */
+  reload(opts: { readonly policies?: readonly Policy[]; readonly allowlist?: Allowlist }): void {
+    if (opts.policies) {
+      const ps = opts.policies;
+      if (ps.length === 0) throw new MailjailError('MJ_STATE_POLICY', 'at least one policy is needed');
+      const names = new Set<string>();
+      for (const p of ps) {
+        validatePolicy(p);
+        if (names.has(p.name) || p.name === MANUAL_POLICY) throw new MailjailError('MJ_STATE_POLICY', `policy name "${p.name}" used twice or reserved`);
+        names.add(p.name);
+      }
+      const next: PolicyState[] = [];
+      for (const p of ps) {
+        const old = this.byName.get(p.name);
+        const base = old && sameCounting(old.p, p) ? old : this.makeState(p, this.maxTracked);
+        const st: PolicyState = { ...base, p, window: p.findtime * 1000, historyMs: historyWindow(p) * 1000, ...(old ? { bans: old.bans, history: old.history, allowReported: old.allowReported } : {}) };
+        next.push(st);
+        this.byName.set(p.name, st);
+      }
+      for (const old of this.states) {
+        if (names.has(old.p.name)) continue;
+        const carrier = this.makeState(manualPolicy(old.p.name), 1);
+        this.byName.set(old.p.name, { ...carrier, bans: old.bans, history: old.history });
+      }
+      this.states = next;
+    }
+    if (opts.allowlist) this.allowlist = opts.allowlist;
+  }
+
   /** Active bans at `now`, over all policies. */
   activeBans(now: number): ActiveBan[] {
     const out: ActiveBan[] = [];
@@ -277,16 +338,17 @@ export class Decider {
   }
 
   stats(): DeciderStats {
-    let tracked = 0, evictions = 0, activeBans = 0;
+    let tracked = 0, evictions = 0, activeBans = 0, tableBytes = 0;
     for (const st of this.allStates()) {
       tracked += st.table.size;
+      tableBytes += st.table.bytes;
       evictions += st.table.evictions;
       activeBans += st.bans.size;
     }
     const d = this.dedupe.stats;
     return {
       ...this.s, absorbed: d.absorbed, sessionsEvicted: d.sessionsEvicted, outages: d.outages,
-      outage: this.dedupe.outage, tracked, evictions, activeBans,
+      outage: this.dedupe.outage, tracked, evictions, tableBytes, activeBans,
     };
   }
 
@@ -294,22 +356,17 @@ export class Decider {
 
   /** Adds `n` attempts of `m` to policy `st`; returns the ban record when this makes maxretry. */
   private count(st: PolicyState, m: Match, n: number, weak: boolean, outage: boolean, now: number): BanRecord | undefined {
-    const key = keyOf(m.ip, st.p);
-    const banned = st.bans.get(key) ?? (key !== m.ip ? st.bans.get(m.ip) : undefined);
-    if (banned && banned.until > now) {
-      this.s.whileBanned += n;
-      return undefined;
-    }
-    let slot = st.table.get(key);
+    loadKey(st.table.key, m.ip, st.p);
+    let slot = st.table.find();
     if (weak) {
       // A weak line counts only next to a definite failure of the same offender, and never
       // while many addresses fail weakly at once (our auth server is down, not an attack).
-      if (outage || slot === undefined || st.table.lastDefinite(slot) < now - st.window) {
+      if (outage || slot < 0 || st.table.lastDefinite(slot) < now - st.window) {
         this.s.weakIgnored += n;
         return undefined;
       }
     }
-    slot ??= st.table.add(key);
+    if (slot < 0) slot = st.table.add();
     // Out-of-order lines (merged sources) are counted at the newest time seen for the key,
     // so the ring stays in time order.
     const t = Math.max(now, st.table.latest(slot));
@@ -319,12 +376,23 @@ export class Decider {
     const since = t - st.window;
     if (st.table.countSince(slot, since) < st.p.maxretry) return undefined;
     if (st.p.distinctUsers !== undefined && st.table.distinctUsersSince(slot, since) < st.p.distinctUsers) return undefined;
-    let target: Ip | Cidr = key as Ip | Cidr;
+    let target: Ip | Cidr = keyOf(m.ip, st.p);
     // Never let a prefix ban cover an allowlisted address: fall back to the offending address.
     if (target !== m.ip && this.allowlist?.overlaps(target as Cidr)) target = m.ip;
-    st.table.delete(key);
+    st.table.forget(slot);
     this.s.bans++;
     return this.decide(st, target, m.ruleId, t);
+  }
+
+  /** Whether `ip` is under an active ban of any policy (its own key there, or the address itself). */
+  private bannedNow(ip: Ip, now: number): boolean {
+    for (const st of this.allStates()) {
+      if (st.bans.size === 0) continue;
+      const key = keyOf(ip, st.p);
+      const rec = st.bans.get(key) ?? (key !== ip ? st.bans.get(ip) : undefined);
+      if (rec && rec.until > now) return true;
+    }
+    return false;
   }
 
   /** Ban length with escalation and recidive; records the ban and its history. */
@@ -378,12 +446,21 @@ export class Decider {
     const k = `${o.kind}:${o.name ?? ''}`;
     const wm = this.resumeAfter.get(k);
     if (!wm) return false;
-    let before: boolean;
-    if (o.line !== undefined && wm.line !== undefined) before = o.line <= wm.line;
-    else if (o.cursor !== undefined && o.cursor === wm.cursor) before = true;
-    else before = m.event.time < wm.time;
-    // The first line past the position ends skipping for that source: later lines always count.
-    if (!before || (o.cursor !== undefined && o.cursor === wm.cursor)) this.resumeAfter.delete(k);
+    if (o.line !== undefined && wm.line !== undefined) {
+      // A line number alone is not enough: after log rotation the same file name starts at line 1
+      // again with newer events, which must count. Skipping ends at the first line past the position.
+      if (o.line > wm.line) {
+        this.resumeAfter.delete(k);
+        return false;
+      }
+      return m.event.time <= wm.time;
+    }
+    if (o.cursor !== undefined && o.cursor === wm.cursor) {
+      this.resumeAfter.delete(k);
+      return true;
+    }
+    const before = m.event.time < wm.time;
+    if (!before) this.resumeAfter.delete(k);
     return before;
   }
 
@@ -415,6 +492,78 @@ export function keyOf(ip: Ip, p: Policy): Ip | Cidr {
   const v6 = isIpv6(ip);
   const len = v6 ? p.ipv6Prefix : p.ipv4Prefix;
   return len === (v6 ? 128 : 32) ? ip : prefixOf(ip, len);
+}
+
+/**
+ * Writes the counting key of `ip` under policy `p` into a table's key register: IPv4 as
+ * ::ffff:a.b.c.d (masked to the IPv4 prefix), IPv6 as its 16 bytes masked to the IPv6 prefix.
+ * `ip` is canonical (minted by parse/ip), so the dotted quad is read without checks.
+ */
+export function loadKey(key: Uint32Array, ip: Ip, p: Policy): void {
+  if (isIpv6(ip)) {
+    v6Groups(ip, GROUPS);
+    for (let w = 0; w < 4; w++) {
+      const bits = Math.max(0, Math.min(32, p.ipv6Prefix - w * 32));
+      const word = ((GROUPS[w * 2]! << 16) | GROUPS[w * 2 + 1]!) >>> 0;
+      key[w] = bits === 0 ? 0 : bits === 32 ? word : (word & (-1 << (32 - bits))) >>> 0;
+    }
+    return;
+  }
+  let n = 0, octet = 0;
+  for (let i = 0; i < ip.length; i++) {
+    const c = ip.charCodeAt(i);
+    if (c === 0x2e) { n = (n << 8) | octet; octet = 0; } else octet = octet * 10 + (c - 0x30);
+  }
+  n = (n << 8) | octet;
+  const len = p.ipv4Prefix;
+  key[0] = 0; key[1] = 0; key[2] = 0xffff;
+  key[3] = len === 32 ? n >>> 0 : (n & (-1 << (32 - len))) >>> 0;
+}
+
+const GROUPS = new Uint16Array(8);
+
+/**
+ * Reads the 8 groups of a canonical IPv6 text (as parse/ip mints it: RFC 5952, lower-case hex,
+ * at most one "::", no embedded dotted quad since mapped addresses are unmapped) without
+ * allocating. Equivalence with parse/ip's ipBytes is property-tested.
+ */
+export function v6Groups(ip: string, out: Uint16Array): void {
+  out.fill(0);
+  const dbl = ip.indexOf('::');
+  const end = ip.length;
+  // Groups before "::" (or all of them) fill from the left.
+  let g = 0, v = 0, digits = 0;
+  const headEnd = dbl < 0 ? end : dbl;
+  for (let i = 0; i < headEnd; i++) {
+    const c = ip.charCodeAt(i);
+    if (c === 0x3a) { out[g++] = v; v = 0; digits = 0; } else { v = (v << 4) | hex(c); digits++; }
+  }
+  if (digits > 0 || (dbl < 0 && g < 8)) out[g++] = v;
+  if (dbl < 0) return;
+  // Groups after "::" fill from the right.
+  g = 7; v = 0; digits = 0;
+  let shift = 0;
+  for (let i = end - 1; i >= dbl + 2; i--) {
+    const c = ip.charCodeAt(i);
+    if (c === 0x3a) { out[g--] = v; v = 0; shift = 0; digits = 0; } else { v |= hex(c) << shift; shift += 4; digits++; }
+  }
+  if (digits > 0) out[g] = v;
+}
+
+function hex(c: number): number {
+  return c <= 0x39 ? c - 0x30 : c - 0x57; // '0'-'9', 'a'-'f'
+}
+
+/** Whether two versions of a policy count into the same table (same ring size and keys). */
+function sameCounting(a: Policy, b: Policy): boolean {
+  return a.maxretry === b.maxretry && a.ipv4Prefix === b.ipv4Prefix && a.ipv6Prefix === b.ipv6Prefix && (a.distinctUsers === undefined) === (b.distinctUsers === undefined);
+}
+
+/** Forgets the counts of the key that holds `addr` under `p`. */
+function forgetCounts(table: SlotTable, addr: Ip, p: Policy): void {
+  loadKey(table.key, addr, p);
+  const slot = table.peek();
+  if (slot >= 0) table.forget(slot);
 }
 
 /** Operator input → canonical Ip (full-length) or Cidr. */

@@ -81,6 +81,11 @@ export class Deduper {
       } else {
         this.sessions.set(key, counted + 1);
       }
+    } else if (a.total !== undefined) {
+      // A summary without a session id: the only record of its N attempts, apart from any
+      // unpaired auth-process lines of the address it covers.
+      const total = Math.max(0, Math.floor(a.total));
+      n = total - this.absorbAuthProcess(m.ip, now, total);
     }
     if (n > 0 && a.pair !== undefined && a.total === undefined) n = this.pair(m.ip, a.pair.group, a.pair.side, now);
     if (n === 0) this.stats.absorbed++;

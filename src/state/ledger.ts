@@ -3,18 +3,20 @@
 // disk when `kill -9` comes. A torn last line (killed mid-write) is cut off on open. Compaction
 // rewrites the file with only what a restart needs (active bans, history inside the window, the
 // counted-through position) via write-temp + fsync + rename + fsync(dir).
-import { closeSync, existsSync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { isIpv6, parseCidr, splitCidr } from '../parse/ip.js';
 import { MailjailError } from '../types.js';
 import type { BanRecord, LedgerEntry, LedgerSink, LedgerState, Through } from './records.js';
 
 export const LEDGER_FILE = 'bans.jsonl';
+/** Holds the pid of the process that has the ledger open: two writers would interleave bans. */
+export const LOCK_FILE = 'bans.lock';
 
 export interface LedgerOptions {
   /** Keep past bans this long for escalation/recidive history (ms). Default 30 days. */
   readonly historyMs?: number;
-  /** Compact when this many entries were appended since the last compaction and they outnumber live ones 2:1. Default 10 000. */
+  /** Check for compaction every this many appended entries (at least); compact when dead entries outnumber live ones. Default 10 000. */
   readonly compactAfter?: number;
   /** fdatasync after each record (default true; false only for benchmarks of the format itself). */
   readonly sync?: boolean;
@@ -38,6 +40,7 @@ export class Ledger implements LedgerSink {
   private through: Through = {};
   private appended = 0;
   private latest = 0;
+  private nextCheck: number;
   compactions = 0;
 
   private constructor(dir: string, o: LedgerOptions) {
@@ -47,11 +50,13 @@ export class Ledger implements LedgerSink {
     this.compactAfter = o.compactAfter ?? 10_000;
     this.sync = o.sync ?? true;
     this.fd = -1;
+    this.nextCheck = this.compactAfter;
   }
 
   /** Opens (creating) the ledger in `dir` and reads back its state. */
   static open(dir: string, o: LedgerOptions = {}): LedgerOpenResult {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
+    takeLock(dir);
     const l = new Ledger(dir, o);
     let badLines = 0;
     if (existsSync(l.path)) {
@@ -75,8 +80,14 @@ export class Ledger implements LedgerSink {
       }
       closeSync(l.fd);
     }
+    const created = !existsSync(l.path);
     l.fd = openSync(l.path, 'a', 0o600);
-    if (l.appended > l.compactAfter) l.compact(l.latest);
+    if (created) l.syncDir(); // the new file's directory entry must survive a power cut too
+    if (l.appended > l.compactAfter) {
+      l.prune(l.latest);
+      if (l.appended > 2 * l.bans.length + 1) l.compact(l.latest);
+    }
+    l.nextCheck = l.appended + Math.max(l.compactAfter, l.bans.length);
     return { ledger: l, state: l.state(), badLines };
   }
 
@@ -94,7 +105,16 @@ export class Ledger implements LedgerSink {
     }
     for (const e of entries) this.apply(e);
     this.appended += entries.length;
-    if (this.appended > this.compactAfter && this.appended > 2 * this.bans.length) this.compact(this.latest);
+    if (this.appended >= this.nextCheck) {
+      this.prune(this.latest);
+      if (this.appended > 2 * this.bans.length + 1) this.compact(this.latest);
+      this.nextCheck = this.appended + Math.max(this.compactAfter, this.bans.length);
+    }
+  }
+
+  /** Forgets bans that are over and older than the history window. */
+  private prune(now: number): void {
+    this.bans = this.bans.filter((b) => b.until > now || b.since >= now - this.historyMs);
   }
 
   /** Writes a checkpoint of the counted-through position (orderly shutdown). */
@@ -109,7 +129,7 @@ export class Ledger implements LedgerSink {
 
   /** Rewrites the file with live state only. `now` decides what history is still inside the window. */
   compact(now: number): void {
-    this.bans = this.bans.filter((b) => b.until > now || b.since >= now - this.historyMs);
+    this.prune(now);
     const tmp = `${this.path}.tmp`;
     const fd = openSync(tmp, 'w', 0o600);
     try {
@@ -122,8 +142,7 @@ export class Ledger implements LedgerSink {
       closeSync(fd);
     }
     renameSync(tmp, this.path);
-    const dfd = openSync(this.dir, 'r');
-    try { fsyncSync(dfd); } finally { closeSync(dfd); }
+    this.syncDir();
     closeSync(this.fd);
     this.fd = openSync(this.path, 'a', 0o600);
     this.appended = this.bans.length + 1;
@@ -131,8 +150,15 @@ export class Ledger implements LedgerSink {
   }
 
   close(): void {
-    if (this.fd >= 0) closeSync(this.fd);
+    if (this.fd < 0) return;
+    closeSync(this.fd);
     this.fd = -1;
+    try { unlinkSync(join(this.dir, LOCK_FILE)); } catch { /* already gone */ }
+  }
+
+  private syncDir(): void {
+    const dfd = openSync(this.dir, 'r');
+    try { fsyncSync(dfd); } finally { closeSync(dfd); }
   }
 
   private apply(e: LedgerEntry): void {
@@ -172,4 +198,37 @@ export function canonicalTarget(s: string): string | undefined {
   if (!c) return undefined;
   const { addr, len } = splitCidr(c);
   return len === (isIpv6(addr) ? 128 : 32) && !s.includes('/') ? addr : c;
+}
+
+/**
+ * Takes the state directory's lock, or throws MJ_STATE_LEDGER_LOCKED when a live process holds it.
+ * A lock left by a dead process (kill -9) is taken over.
+ */
+function takeLock(dir: string): void {
+  const path = join(dir, LOCK_FILE);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(path, 'wx', 0o600);
+      try { writeSync(fd, `${process.pid}\n`); } finally { closeSync(fd); }
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new MailjailError('MJ_STATE_LEDGER', `cannot lock ${path}`, { cause: err });
+    }
+    let pid = NaN;
+    try { pid = Number(readFileSync(path, 'utf8').trim()); } catch { /* removed meanwhile */ }
+    if (Number.isInteger(pid) && pid > 0 && alive(pid)) {
+      throw new MailjailError('MJ_STATE_LEDGER_LOCKED', `${dir} is in use by process ${pid}${pid === process.pid ? ' (this one: the ledger is already open)' : ''}`);
+    }
+    try { unlinkSync(path); } catch { /* raced with another taker: retry once */ }
+  }
+  throw new MailjailError('MJ_STATE_LEDGER_LOCKED', `cannot take ${path}`);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }

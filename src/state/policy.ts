@@ -98,3 +98,8 @@ export function banSeconds(p: Policy, previous: number, recent: number): number 
   if (p.recidive && recent + 1 >= p.recidive.bans) s = Math.max(s, p.recidive.bantime);
   return s;
 }
+
+/** The ledger must keep past bans at least this long (ms) for these policies' history. */
+export function historyMsFor(policies: readonly Policy[]): number {
+  return Math.max(0, ...policies.map(historyWindow)) * 1000;
+}

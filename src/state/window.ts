@@ -1,24 +1,38 @@
-// The bounded table of tracked offenders for one policy: an LRU (lru-cache) maps the key (address
-// or prefix text) to a small integer slot; the slot indexes typed-array rings of the last
-// `maxretry` attempt times. No per-attempt objects: a tracked key costs the LRU entry plus
-// 8 B × maxretry (+ 4 B × maxretry with distinct-user counting) + 10 B.
-import { LRUCache } from 'lru-cache';
+// The bounded table of tracked offenders for one policy. A key (an address, or its prefix, as
+// four 32-bit words: IPv4 in the ::ffff:0:0/96 form, which parse/ip never mints for IPv6) maps to
+// a small integer slot; the slot indexes typed-array rings of the last `maxretry` attempt times,
+// and an LRU list threaded through typed arrays decides what to evict when the table is full.
+//
+// Why not lru-cache here (it is used for sessions in dedupe.ts): its Map rehashes on deletes, so a
+// spray of distinct addresses leaves a 56 MB dead hash table behind every ~1M evictions and RSS
+// climbed to 500 MB in bench/state-memory.ts before a major GC; and deleting its last entry clears
+// its whole preallocated arrays (O(max)). This table allocates nothing per event: memory is fixed
+// by the number of slots (≈ 82 B per tracked key at maxretry 5) and flat under any spray.
 
 const INITIAL = 1024;
+const EMPTY = 0; // in `index`: no slot (slots are stored +1)
 
 export class SlotTable {
   readonly ring: number;
-  private readonly lru: LRUCache<string, number>;
   private readonly max: number;
-  private cap = 0;
-  private used = 0; // slots ever handed out (high-water mark)
-  private free: number[] = [];
+  /** Key register: write the key here (see `loadKey`), then call find/add. */
+  readonly key = new Uint32Array(4);
+  private cap = 0; // slots allocated
+  private size_ = 0;
+  /** Open-addressing (linear probing) hash index → slot+1; power-of-two length ≥ 2 × cap. */
+  private index = new Int32Array(0);
+  private mask = 0;
+  private keys = new Uint32Array(0); // 4 words per slot
+  private prev = new Int32Array(0);
+  private next = new Int32Array(0);
+  private head_ = -1; // most recently used
+  private tail = -1; // least recently used
   /** Ring of attempt times (ms), `ring` per slot; -Infinity = empty. */
   private times = new Float64Array(0);
   /** Ring of user-name hashes parallel to `times` (0 = unknown), only with distinct-user counting. */
   private users: Uint32Array | undefined;
   /** Next write position in each slot's ring. */
-  private head = new Uint16Array(0);
+  private pos = new Uint16Array(0);
   /** Time of the last definite (non-weak) attempt per slot. */
   private definite = new Float64Array(0);
   evictions = 0;
@@ -27,46 +41,59 @@ export class SlotTable {
     this.ring = ring;
     this.max = max;
     if (withUsers) this.users = new Uint32Array(0);
-    this.lru = new LRUCache<string, number>({
-      max,
-      dispose: (slot, _key, reason) => {
-        if (reason === 'evict') this.evictions++;
-        this.free.push(slot);
-      },
-    });
+    this.grow();
   }
 
   get size(): number {
-    return this.lru.size;
+    return this.size_;
   }
 
-  /** Slot of a tracked key (marks it recently used), or undefined. */
-  get(key: string): number | undefined {
-    return this.lru.get(key);
-  }
-
-  /** Starts tracking `key` (must not be tracked), evicting the least recently used key when full. */
-  add(key: string): number {
-    if (this.lru.size >= this.max) this.lru.pop(); // frees a slot via dispose, counted as eviction
-    let slot = this.free.pop();
-    if (slot === undefined) {
-      slot = this.used++;
-      if (slot >= this.cap) this.grow();
+  /** Slot of the key in the register (marks it most recently used), or -1. */
+  find(): number {
+    const slot = this.lookup();
+    if (slot >= 0 && slot !== this.head_) {
+      this.unlink(slot);
+      this.linkHead(slot);
     }
-    this.reset(slot);
-    this.lru.set(key, slot);
     return slot;
   }
 
-  /** Stops tracking `key` (after a ban or an operator unban); not an eviction. */
-  delete(key: string): void {
-    this.lru.delete(key);
+  /** Slot of the key in the register without touching recency, or -1. */
+  peek(): number {
+    return this.lookup();
+  }
+
+  /** Starts tracking the key in the register (must not be tracked); evicts the LRU key when full. */
+  add(): number {
+    let slot: number;
+    if (this.size_ >= this.max) {
+      slot = this.tail;
+      this.unlink(slot);
+      this.removeFromIndex(slot);
+      this.evictions++;
+    } else {
+      if (this.size_ >= this.cap) this.grow();
+      slot = this.size_++;
+    }
+    const k = this.key, b = slot * 4;
+    this.keys[b] = k[0]!; this.keys[b + 1] = k[1]!; this.keys[b + 2] = k[2]!; this.keys[b + 3] = k[3]!;
+    let i = this.hash(k[0]!, k[1]!, k[2]!, k[3]!) & this.mask;
+    while (this.index[i] !== EMPTY) i = (i + 1) & this.mask;
+    this.index[i] = slot + 1;
+    this.linkHead(slot);
+    this.reset(slot);
+    return slot;
+  }
+
+  /** Forgets the attempts of a slot (after a ban or an operator unban); it stays tracked. */
+  forget(slot: number): void {
+    this.reset(slot);
   }
 
   /** Time of the newest attempt in the slot (-Infinity if none). */
   latest(slot: number): number {
     const r = this.ring;
-    return this.times[slot * r + ((this.head[slot]! + r - 1) % r)]!;
+    return this.times[slot * r + ((this.pos[slot]! + r - 1) % r)]!;
   }
 
   lastDefinite(slot: number): number {
@@ -77,13 +104,13 @@ export class SlotTable {
   push(slot: number, t: number, n: number, userHash: number, definite: boolean): void {
     const r = this.ring;
     const base = slot * r;
-    let h = this.head[slot]!;
+    let h = this.pos[slot]!;
     for (let i = Math.min(n, r); i > 0; i--) {
       this.times[base + h] = t;
       if (this.users) this.users[base + h] = userHash;
       h = h + 1 === r ? 0 : h + 1;
     }
-    this.head[slot] = h;
+    this.pos[slot] = h;
     if (definite) this.definite[slot] = t;
   }
 
@@ -110,31 +137,105 @@ export class SlotTable {
     return seen.length + unknown;
   }
 
+  /** Bytes held by the table's arrays (for stats and the benchmark). */
+  get bytes(): number {
+    return this.index.byteLength + this.keys.byteLength + this.prev.byteLength + this.next.byteLength +
+      this.times.byteLength + (this.users?.byteLength ?? 0) + this.pos.byteLength + this.definite.byteLength;
+  }
+
+  // ── internals ──
+
+  private hash(a: number, b: number, c: number, d: number): number {
+    let h = Math.imul(a ^ 0x9e3779b9, 0x85ebca6b);
+    h = Math.imul(h ^ (h >>> 15) ^ b, 0xc2b2ae35);
+    h = Math.imul(h ^ (h >>> 13) ^ c, 0x27d4eb2f);
+    h = Math.imul(h ^ (h >>> 16) ^ d, 0x165667b1);
+    return (h ^ (h >>> 15)) >>> 0;
+  }
+
+  private lookup(): number {
+    const k = this.key;
+    const k0 = k[0]!, k1 = k[1]!, k2 = k[2]!, k3 = k[3]!;
+    let i = this.hash(k0, k1, k2, k3) & this.mask;
+    for (;;) {
+      const v = this.index[i]!;
+      if (v === EMPTY) return -1;
+      const b = (v - 1) * 4;
+      if (this.keys[b] === k0 && this.keys[b + 1] === k1 && this.keys[b + 2] === k2 && this.keys[b + 3] === k3) return v - 1;
+      i = (i + 1) & this.mask;
+    }
+  }
+
+  /** Deletes a slot from the linear-probing index, shifting later entries back (no tombstones). */
+  private removeFromIndex(slot: number): void {
+    const b = slot * 4;
+    let i = this.hash(this.keys[b]!, this.keys[b + 1]!, this.keys[b + 2]!, this.keys[b + 3]!) & this.mask;
+    while (this.index[i] !== slot + 1) i = (i + 1) & this.mask;
+    let j = i;
+    for (;;) {
+      j = (j + 1) & this.mask;
+      const v = this.index[j]!;
+      if (v === EMPTY) break;
+      const vb = (v - 1) * 4;
+      const home = this.hash(this.keys[vb]!, this.keys[vb + 1]!, this.keys[vb + 2]!, this.keys[vb + 3]!) & this.mask;
+      // Move v into the hole at i when its home is not cyclically within (i, j].
+      if (i <= j ? home <= i || home > j : home <= i && home > j) {
+        this.index[i] = v;
+        i = j;
+      }
+    }
+    this.index[i] = EMPTY;
+  }
+
+  private unlink(slot: number): void {
+    const p = this.prev[slot]!, n = this.next[slot]!;
+    if (p >= 0) this.next[p] = n; else this.head_ = n;
+    if (n >= 0) this.prev[n] = p; else this.tail = p;
+  }
+
+  private linkHead(slot: number): void {
+    this.prev[slot] = -1;
+    this.next[slot] = this.head_;
+    if (this.head_ >= 0) this.prev[this.head_] = slot;
+    this.head_ = slot;
+    if (this.tail < 0) this.tail = slot;
+  }
+
   private reset(slot: number): void {
     const base = slot * this.ring;
     this.times.fill(-Infinity, base, base + this.ring);
     this.users?.fill(0, base, base + this.ring);
-    this.head[slot] = 0;
+    this.pos[slot] = 0;
     this.definite[slot] = -Infinity;
   }
 
   private grow(): void {
     const cap = Math.min(this.max, Math.max(INITIAL, this.cap * 2));
-    const times = new Float64Array(cap * this.ring);
-    times.set(this.times);
-    this.times = times;
-    if (this.users) {
-      const users = new Uint32Array(cap * this.ring);
-      users.set(this.users);
-      this.users = users;
-    }
-    const head = new Uint16Array(cap);
-    head.set(this.head);
-    this.head = head;
-    const definite = new Float64Array(cap);
-    definite.set(this.definite);
-    this.definite = definite;
+    const r = this.ring;
+    const widen = <T extends Float64Array | Uint32Array | Int32Array | Uint16Array>(old: T, make: (n: number) => T, per: number): T => {
+      const a = make(cap * per);
+      a.set(old);
+      return a;
+    };
+    this.keys = widen(this.keys, (n) => new Uint32Array(n), 4);
+    this.prev = widen(this.prev, (n) => new Int32Array(n), 1);
+    this.next = widen(this.next, (n) => new Int32Array(n), 1);
+    this.times = widen(this.times, (n) => new Float64Array(n), r);
+    if (this.users) this.users = widen(this.users, (n) => new Uint32Array(n), r);
+    this.pos = widen(this.pos, (n) => new Uint16Array(n), 1);
+    this.definite = widen(this.definite, (n) => new Float64Array(n), 1);
     this.cap = cap;
+    // Rebuild the index at load factor <= 1/2.
+    let len = 1;
+    while (len < cap * 2) len *= 2;
+    this.index = new Int32Array(len);
+    this.mask = len - 1;
+    for (let s = 0; s < this.size_; s++) {
+      const b = s * 4;
+      let i = this.hash(this.keys[b]!, this.keys[b + 1]!, this.keys[b + 2]!, this.keys[b + 3]!) & this.mask;
+      while (this.index[i] !== EMPTY) i = (i + 1) & this.mask;
+      this.index[i] = s + 1;
+    }
   }
 }
 

@@ -265,3 +265,92 @@ test('policies are validated with a stable code', () => {
   assert.throws(() => new Decider({ policies: [{ ...P, ipv6Prefix: 129 }] }), /MJ_STATE_POLICY.*ipv6Prefix/);
   assert.throws(() => new Decider({ policies: [P, P] }), /MJ_STATE_POLICY/);
 });
+
+test('resume: re-fed lines up to the restored position are skipped; a rotated file (line 1, newer time) counts', () => {
+  const through = { 'file:test.log': { line: 100, time: T0 + s(50) }, 'journald:journal': { cursor: 's=abc;i=9', time: T0 + s(50) } };
+  const d = new Decider({ policies: [P] });
+  d.restore({ bans: [], through }, T0 + s(60));
+  d.observe(match('192.0.2.1', T0 + s(10), { line: 40 }), T0 + s(10));
+  d.observe(match('192.0.2.1', T0 + s(50), { line: 100 }), T0 + s(50));
+  assert.equal(d.stats().skippedReplayed, 2);
+  assert.equal(d.stats().counted, 0);
+  // logrotate: the same name starts again at line 1 with newer events.
+  d.observe(match('192.0.2.1', T0 + s(70), { line: 1 }), T0 + s(70));
+  assert.equal(d.stats().counted, 1);
+  d.observe(match('192.0.2.1', T0 + s(71), { line: 101 }), T0 + s(71));
+  d.observe(match('192.0.2.1', T0 + s(72), { line: 50 }), T0 + s(72));
+  assert.equal(d.stats().counted, 3, 'past the position nothing is skipped any more');
+  // journald: the entry at the cursor is skipped, the ones after it count.
+  const j = (cursor: string, t: number) => ({ ...match('192.0.2.2', t), event: { ...match('192.0.2.2', t).event, origin: { kind: 'journald' as const, name: 'journal', cursor } } });
+  d.observe(j('s=abc;i=9', T0 + s(50)), T0 + s(50));
+  d.observe(j('s=abc;i=a', T0 + s(50)), T0 + s(50));
+  assert.equal(d.stats().skippedReplayed, 3);
+  assert.equal(d.stats().counted, 4);
+});
+
+test('operator unban of an address inside a banned /64 lifts the /64', () => {
+  const d = new Decider({ policies: [P] });
+  for (let i = 1; i <= 5; i++) d.observe(match(`2001:db8:7:7::${i}`, T0 + i), T0 + i);
+  assert.equal(d.activeBans(T0 + 10)[0]?.target, '2001:db8:7:7::/64');
+  assert.deepEqual(d.unban({ target: '2001:db8:7:7::3', now: T0 + 10 }), [{ action: 'unban', target: '2001:db8:7:7::/64', policy: 'mail-auth', reason: 'operator' }]);
+  assert.equal(d.activeBans(T0 + 11).length, 0);
+});
+
+test('a summary with a total but no session id counts its total, minus the driver lines it covers', () => {
+  const d = new Decider({ policies: [{ ...P, maxretry: 20 }] });
+  d.observe(match('203.0.113.20', T0, { attempt: { total: 3 } }), T0);
+  assert.equal(d.stats().counted, 3);
+  d.observe(match('203.0.113.20', T0 + 1, { attempt: { pair: { group: 'sasl', side: 'auth-process' } } }), T0 + 1);
+  d.observe(match('203.0.113.20', T0 + 2, { attempt: { total: 2 } }), T0 + 2);
+  assert.equal(d.stats().counted, 5, '3 + 1 driver line + (2 − 1)');
+  d.observe(match('203.0.113.20', T0 + 3, { attempt: { total: 1 } }), T0 + 3);
+  assert.equal(d.stats().counted, 6);
+});
+
+test('reload: compatible policies keep their counters, all keep bans and history, the allowlist is swapped', () => {
+  const d = new Decider({ policies: [P, { ...P, name: 'old-one' }] });
+  for (let i = 0; i < 4; i++) d.observe(match('192.0.2.30', T0 + i), T0 + i);
+  for (let i = 0; i < 5; i++) d.observe(match('192.0.2.31', T0 + i), T0 + i);
+  d.reload({ policies: [{ ...P, findtime: 1200, bantime: 60 }], allowlist: new Allowlist([parseCidr('192.0.2.32')!]) });
+  // The 5th attempt of .30 still bans (counts kept), with the new bantime.
+  const out = d.observe(match('192.0.2.30', T0 + 10), T0 + 10);
+  assert.ok(out[0]?.action === 'ban' && out[0].until === T0 + 10 + s(60));
+  // Bans of the removed policy are still listed and can be lifted.
+  assert.deepEqual(d.activeBans(T0 + 20).map((b) => `${b.policy} ${b.target}`).sort(), ['mail-auth 192.0.2.30', 'mail-auth 192.0.2.31', 'old-one 192.0.2.30', 'old-one 192.0.2.31'].filter((x) => x !== 'old-one 192.0.2.30'));
+  assert.equal(d.unban({ target: '192.0.2.31', now: T0 + 30 }).length, 2);
+  for (let i = 0; i < 10; i++) d.observe(match('192.0.2.32', T0 + 40 + i), T0 + 40 + i);
+  assert.equal(d.stats().allowlistedHits, 10);
+  // A change of maxretry starts that policy's counters afresh; bad configs change nothing.
+  assert.throws(() => d.reload({ policies: [{ ...P, maxretry: 0 }] }), /MJ_STATE_POLICY/);
+  d.reload({ policies: [{ ...P, maxretry: 3 }] });
+  for (let i = 0; i < 2; i++) d.observe(match('198.51.100.1', T0 + 50 + i), T0 + 50 + i);
+  assert.equal(d.observe(match('198.51.100.1', T0 + 60), T0 + 60).length, 1);
+});
+
+test('evictions never forget a ban: a banned address pushed out of the table is still banned', () => {
+  const d = new Decider({ policies: [P], maxTracked: 10 });
+  for (let i = 0; i < 5; i++) d.observe(match('192.0.2.44', T0 + i), T0 + i);
+  for (let i = 0; i < 100; i++) d.observe(match(`10.9.0.${i}`, T0 + 10 + i), T0 + 10 + i);
+  assert.ok(d.stats().evictions >= 90);
+  for (let i = 0; i < 10; i++) assert.equal(d.observe(match('192.0.2.44', T0 + 200 + i), T0 + 200 + i).length, 0);
+  assert.equal(d.stats().whileBanned, 10);
+  assert.equal(d.activeBans(T0 + 300).length, 1);
+});
+
+test('an address banned by one policy (or the operator) is not counted or re-banned by another meanwhile', () => {
+  const host: Policy = { ...P, name: 'per-host', ipv6Prefix: 128, maxretry: 3 };
+  const d = new Decider({ policies: [P, host] });
+  const out: BanDecision[] = [];
+  // per-host bans 2001:db8:3::1 after 3; mail-auth (/64) keeps counting its other addresses.
+  for (let i = 1; i <= 3; i++) out.push(...d.observe(match('2001:db8:3::1', T0 + i), T0 + i));
+  assert.deepEqual(out.map((b) => b.target), ['2001:db8:3::1']);
+  for (let i = 2; i <= 5; i++) out.push(...d.observe(match(`2001:db8:3::${i}`, T0 + 10 + i), T0 + 10 + i));
+  // mail-auth: 3 attempts of ::1 were counted in its /64 before the host ban, so the 2nd other address makes 5.
+  assert.deepEqual(out.map((b) => b.target), ['2001:db8:3::1', '2001:db8:3::/64']);
+  for (let i = 6; i <= 12; i++) out.push(...d.observe(match(`2001:db8:3::${i.toString(16)}`, T0 + 20 + i), T0 + 20 + i));
+  assert.equal(out.length, 2, 'inside the banned /64 nobody is counted');
+  // Operator ban of a long time: rule lines for it do not produce a shorter ban.
+  d.ban({ target: '192.0.2.90', now: T0, bantime: 86400 });
+  for (let i = 0; i < 10; i++) out.push(...d.observe(match('192.0.2.90', T0 + s(60) + i), T0 + s(60) + i));
+  assert.equal(out.length, 2);
+});

@@ -1,0 +1,63 @@
+// Memory and speed of the state table: 1M distinct attacker addresses (2 attempts each, below
+// maxretry, so all stay tracked), then a spray of 10M distinct addresses with one attempt each.
+// Prints RSS, heap and events/s at intervals.
+// Usage: node [--expose-gc] dist/bench/state-memory.js [attackers] [spray] [v4|v6]
+// (v6: every address in its own /64, the default IPv6 counting prefix.)
+import { Decider } from '../src/state/decider.js';
+import { DEFAULT_POLICY } from '../src/state/policy.js';
+import type { Ip, LogEvent, Match } from '../src/types.js';
+
+const ATTACKERS = Number(process.argv[2] ?? 1_000_000);
+const SPRAY = Number(process.argv[3] ?? 10_000_000);
+const V6 = process.argv[4] === 'v6';
+const T0 = Date.UTC(2026, 10, 4);
+const mb = (n: number): string => `${(n / 1048576).toFixed(1)} MB`;
+const gcNote = global.gc ? 'after a forced GC at each report' : 'no forced GC (run with --expose-gc to force one per report)';
+
+const d = new Decider({ policies: [DEFAULT_POLICY], maxTracked: 1_000_000 });
+const origin = { kind: 'file', name: 'bench.log' } as const;
+
+/** Address number → dotted quad (the string the parse stage would have minted). */
+const v4 = (n: number): Ip => `${(n >>> 24) & 255}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}` as Ip;
+const v6 = (n: number): Ip => `2001:db8:${(n >>> 16).toString(16)}:${(n & 0xffff).toString(16)}::1` as Ip;
+const addr = V6 ? v6 : v4;
+
+function feed(ip: Ip, t: number): void {
+  const event: LogEvent = { time: t, host: 'mx1', program: 'dovecot', message: '', origin };
+  const m: Match = { ip, ruleId: 'bench', service: 'imap', class: 'auth', attempt: {}, event };
+  d.observe(m, t);
+}
+
+function report(phase: string, done: number, t0: number, n0: number): void {
+  global.gc?.();
+  const mu = process.memoryUsage();
+  const st = d.stats();
+  const rate = (done - n0) / ((performance.now() - t0) / 1000);
+  console.log(`${phase.padEnd(9)} events=${String(done).padStart(9)} tracked=${String(st.tracked).padStart(8)} evictions=${String(st.evictions).padStart(9)} rss=${mb(mu.rss).padStart(9)} heapUsed=${mb(mu.heapUsed).padStart(9)} tables=${mb(st.tableBytes).padStart(8)} rate=${Math.round(rate).toLocaleString('en')}/s`);
+}
+
+console.log(`node ${process.version}, ${V6 ? 'IPv6 /64s' : 'IPv4'}, ${gcNote}, start rss=${mb(process.memoryUsage().rss)}`);
+let events = 0;
+let t = T0;
+let mark = performance.now(), markN = 0;
+const every = Math.max(1, Math.floor(ATTACKERS / 5));
+// Phase 1: attackers 11.0.0.0 upwards, 2 attempts each, interleaved in blocks so both attempts fall inside findtime.
+for (let i = 0; i < ATTACKERS; i += 1000) {
+  for (let rep = 0; rep < 2; rep++) {
+    for (let j = i; j < Math.min(i + 1000, ATTACKERS); j++) {
+      feed(addr(0x0b000000 + j), t);
+      events++;
+    }
+  }
+  t += 1;
+  if ((i + 1000) % every < 1000) { report('attackers', events, mark, markN); mark = performance.now(); markN = events; }
+}
+const sprayEvery = Math.max(1, Math.floor(SPRAY / 10));
+for (let k = 0; k < SPRAY; k++) {
+  feed(addr(0x40000000 + k), t);
+  events++;
+  if ((k & 1023) === 0) t += 1;
+  if ((k + 1) % sprayEvery === 0) { report('spray', events, mark, markN); mark = performance.now(); markN = events; }
+}
+const st = d.stats();
+console.log(`done: ${events} events, tracked ${st.tracked}, evictions ${st.evictions}, bans ${st.bans}, counted ${st.counted}`);

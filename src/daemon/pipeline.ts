@@ -1,0 +1,535 @@
+// `mailjail run`: the one place where the stages are wired together.
+//   sources → parse → rules → state → firewall
+// plus the supervisor (restart sources with backoff), reload (SIGHUP / `mailjail reload`) that
+// keeps counters and bans, the control socket handlers, and orderly shutdown:
+// stop sources → drain → flush pending bans → checkpoint the ledger → close.
+import { mkdirSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { parseRecord } from '../parse/index.js';
+import type { RuleEngine } from '../rules/engine.js';
+import { loadRulePack } from '../rules/pack.js';
+import { loadAllowlist } from '../state/allowlist.js';
+import { Decider } from '../state/decider.js';
+import { Ledger } from '../state/ledger.js';
+import type { Policy } from '../state/policy.js';
+import type { BanDecision, Cidr, FirewallBackend, Ip, Match, RawRecord, Source } from '../types.js';
+import { MailjailError } from '../types.js';
+import type { BanEntry, BanResult, ControlHandlers, ReloadResult, StatusResult, UnbanResult } from '../control/protocol.js';
+import type { FirewallConfig, MailjailConfig, PolicyConfig, SourceConfig } from './config.js';
+import { MANUAL_POLICY_NAME } from './config.js';
+import { formatDuration } from './duration.js';
+import { EvidenceLog } from './evidence.js';
+import { FirewallSink } from './firewall-sink.js';
+import type { Metrics } from './metrics.js';
+import { RateLimitedLog } from './rate-limit.js';
+import { SwappableAllowlist } from './swappable-allowlist.js';
+
+/** What a source factory gets besides its own config. */
+export interface SourceContext {
+  readonly stateDir: string;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  /** Program names/globs the rule pack listens to, for filtering at the source. */
+  readonly programs: readonly string[];
+  /** On first start, how far back to read (the longest findtime when the source sets none). */
+  readonly lookbackMs: number;
+}
+
+export interface FirewallContext {
+  readonly log: Logger;
+  readonly metrics: Metrics;
+}
+
+export interface DaemonDeps {
+  /** Loads (and validates) the config; called at start and on every reload. */
+  readonly loadConfig: () => MailjailConfig;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly makeSource: (cfg: SourceConfig, ctx: SourceContext) => Source;
+  readonly makeFirewall: (cfg: FirewallConfig, ctx: FirewallContext) => FirewallBackend;
+  readonly loadRules?: (dir: string) => RuleEngine;
+  readonly resolveHost?: (host: string) => Promise<string[]>;
+  /** Add this machine's addresses and loopback to the allowlist (default true; tests turn it off). */
+  readonly allowSelf?: boolean;
+  readonly now?: () => number;
+  readonly version: string;
+  /** Supervisor backoff for failing sources (ms). */
+  readonly restartBaseMs?: number;
+  readonly restartMaxMs?: number;
+  /** Housekeeping interval (gauges, sweep, events), ms. */
+  readonly tickMs?: number;
+  /** How often the firewall stage checks that its sets and hooks are still there (ms; 0 = never). */
+  readonly firewallCheckMs?: number;
+}
+
+/** State → firewall policy: config durations are ms, the state stage counts in seconds. */
+export function toStatePolicy(p: PolicyConfig): Policy {
+  return {
+    name: p.name,
+    classes: p.classes,
+    ...(p.services ? { services: p.services } : {}),
+    maxretry: p.maxretry,
+    findtime: p.findtime / 1000,
+    bantime: p.bantime / 1000,
+    ...(p.escalation ? {
+      escalation: {
+        factor: p.escalation.factor,
+        maxBantime: p.escalation.maxBantime / 1000,
+        ...(p.escalation.window !== undefined ? { window: p.escalation.window / 1000 } : {}),
+      },
+    } : {}),
+    ...(p.recidive ? { recidive: { bans: p.recidive.bans, window: p.recidive.window / 1000, bantime: p.recidive.bantime / 1000 } } : {}),
+    ipv4Prefix: p.ipv4Prefix,
+    ipv6Prefix: p.ipv6Prefix,
+    ...(p.distinctUsers !== undefined ? { distinctUsers: p.distinctUsers } : {}),
+  };
+}
+
+const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
+  new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+
+const withTimeout = <T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> =>
+  Promise.race([p, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), ms).unref?.())]);
+
+type RunnerState = 'starting' | 'running' | 'restarting' | 'finished' | 'stopped';
+
+/** Runs one source, restarting it with backoff when it fails (the source never retries itself). */
+class SourceRunner {
+  state: RunnerState = 'starting';
+  lines = 0;
+  restarts = 0;
+  lastError: string | undefined;
+  /** The source instance running now (for its own stats()). */
+  current: Source | undefined;
+  private readonly ac = new AbortController();
+  readonly loop: Promise<void>;
+
+  constructor(
+    readonly cfg: SourceConfig,
+    private readonly make: () => Source,
+    private readonly onBatch: (batch: readonly RawRecord[], runner: SourceRunner) => void,
+    private readonly d: Daemon,
+    first: Source,
+  ) {
+    this.loop = this.run(first);
+  }
+
+  get name(): string {
+    return this.cfg.name;
+  }
+
+  abort(): void {
+    this.ac.abort();
+  }
+
+  private async run(first: Source | undefined): Promise<void> {
+    const signal = this.ac.signal;
+    let attempt = 0;
+    let src = first;
+    while (!signal.aborted) {
+      try {
+        src ??= this.make();
+        this.current = src;
+        this.state = 'running';
+        for await (const batch of src.records(signal)) {
+          attempt = 0;
+          this.lines += batch.length;
+          this.onBatch(batch, this);
+          if (signal.aborted) break; // drain: the batch in hand is done, then stop
+        }
+        if (!signal.aborted) {
+          this.state = 'finished';
+          this.d.log.info({ source: this.name }, 'source finished');
+          return;
+        }
+      } catch (e) {
+        if (signal.aborted) break;
+        this.lastError = (e as Error)?.message ?? String(e);
+        this.state = 'restarting';
+        this.restarts++;
+        this.d.metrics.sourceRestarts.inc({ source: this.name });
+        const delay = Math.min(this.d.restartMaxMs, this.d.restartBaseMs * 2 ** Math.min(attempt++, 16));
+        this.d.log.warn({ source: this.name, err: this.lastError, retryInMs: delay }, 'source failed; restarting');
+        await sleep(delay, signal);
+      }
+      src = undefined;
+    }
+    this.state = 'stopped';
+  }
+}
+
+export class Daemon implements ControlHandlers {
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly restartBaseMs: number;
+  readonly restartMaxMs: number;
+  private config: MailjailConfig;
+  private engine: RuleEngine;
+  private decider: Decider;
+  private readonly allow: SwappableAllowlist;
+  private readonly ledger: Ledger;
+  private readonly sink: FirewallSink;
+  private readonly evidence: EvidenceLog;
+  private readonly runners = new Map<string, SourceRunner>();
+  private readonly warnings: RateLimitedLog;
+  private readonly now: () => number;
+  private readonly startedAt: number;
+  private tick: NodeJS.Timeout | undefined;
+  private lastEvictions = 0;
+  private stopping: Promise<void> | undefined;
+  private reloading: Promise<ReloadResult> | undefined;
+  private readonly counters = { lines: 0, parseErrors: 0, matches: 0 };
+
+  private constructor(
+    private readonly deps: DaemonDeps,
+    init: { config: MailjailConfig; engine: RuleEngine; decider: Decider; allow: SwappableAllowlist; ledger: Ledger; backend: FirewallBackend },
+  ) {
+    this.log = deps.log;
+    this.metrics = deps.metrics;
+    this.restartBaseMs = deps.restartBaseMs ?? 1000;
+    this.restartMaxMs = deps.restartMaxMs ?? 60_000;
+    this.now = deps.now ?? Date.now;
+    this.startedAt = this.now();
+    this.config = init.config;
+    this.engine = init.engine;
+    this.decider = init.decider;
+    this.allow = init.allow;
+    this.ledger = init.ledger;
+    this.sink = new FirewallSink(init.backend, deps.metrics, deps.log, {
+      // Read live: after a policy reload the decider is a new one.
+      activeBans: () => new Map(this.decider.activeBans(this.now()).map((b) => [b.target, b.until])),
+      ...(deps.firewallCheckMs !== undefined ? { checkIntervalMs: deps.firewallCheckMs } : {}),
+    });
+    this.evidence = new EvidenceLog(Math.max(...init.config.policies.map((p) => p.findtime)));
+    this.warnings = new RateLimitedLog(deps.log, { intervalMs: 60_000 });
+    // Whatever numbers a source reports about itself (received, denied, oversize, dropped, filtered...).
+    this.metrics.gauge('mailjail_source_stat', 'Counters a source reports about itself, by source and counter', ['source', 'stat'], (g) => {
+      g.reset();
+      for (const r of this.runners.values()) {
+        const st = (r.current as { stats?: () => Record<string, unknown> } | undefined)?.stats?.();
+        if (!st || typeof st !== 'object') continue;
+        for (const [k, v] of Object.entries(st)) if (typeof v === 'number') g.set({ source: r.name, stat: k }, v);
+      }
+    });
+  }
+
+  /**
+   * Starts everything in order: rules, allowlist, ledger (restore), firewall (ensure, then re-apply
+   * the ledger's active bans), sources last, so that no match is counted before bans are in place.
+   * Throws MailjailError (config/rules: MJ_CONFIG*, MJ_RULE*; firewall: MJ_FW*) on failure.
+   */
+  static async start(deps: DaemonDeps): Promise<Daemon> {
+    const log = deps.log;
+    const now = (deps.now ?? Date.now)();
+    const config = deps.loadConfig();
+    const engine = (deps.loadRules ?? loadRulePack)(config.rules.dir);
+    const allow = new SwappableAllowlist(await loadAllowlist({ entries: config.allowlist, self: deps.allowSelf ?? true }, deps.resolveHost));
+    try {
+      mkdirSync(config.state.dir, { recursive: true, mode: 0o750 });
+    } catch (e) {
+      throw new MailjailError('MJ_STATE_DIR', `cannot create the state directory ${config.state.dir}: ${(e as Error).message}`);
+    }
+    const { ledger, state, badLines } = Ledger.open(config.state.dir);
+    if (badLines > 0) log.warn({ badLines, ledger: ledger.path }, 'ledger had unreadable lines (a torn last write is normal after a crash)');
+    let decider: Decider;
+    let restored: BanDecision[];
+    try {
+      decider = new Decider({ policies: config.policies.map(toStatePolicy), allowlist: allow, maxTracked: config.state.maxTracked, ledger });
+      restored = decider.restore(state, now);
+    } catch (e) {
+      ledger.close();
+      throw e;
+    }
+    let d: Daemon;
+    try {
+      const backend = deps.makeFirewall(config.firewall, { log, metrics: deps.metrics });
+      d = new Daemon(deps, { config, engine, decider, allow, ledger, backend });
+      // healthcheck, ensure, then make the kernel hold exactly the ledger's active bans.
+      await d.sink.start();
+    } catch (e) {
+      ledger.close();
+      throw e;
+    }
+    try {
+      d.startSources(config.sources);
+    } catch (e) {
+      await d.stop();
+      throw e;
+    }
+    d.tick = setInterval(() => d.housekeeping(), deps.tickMs ?? 5000);
+    d.tick.unref?.();
+    d.housekeeping();
+    log.info({
+      version: deps.version, config: config.files, sources: config.sources.map((s) => s.name),
+      policies: config.policies.map((p) => p.name), firewall: d.sink.backendName, restoredBans: restored.length,
+    }, 'mailjail started');
+    return d;
+  }
+
+  private startSources(list: readonly SourceConfig[]): void {
+    for (const cfg of list) {
+      const make = (): Source => this.deps.makeSource(cfg, {
+        stateDir: this.config.state.dir, log: this.log.child({ source: cfg.name }), metrics: this.metrics,
+        programs: this.engine.programs(),
+        lookbackMs: cfg.type === 'journald' && cfg.lookback > 0 ? cfg.lookback : Math.max(...this.config.policies.map((p) => p.findtime)),
+      });
+      // Built once here so that a source that cannot even be created fails the start or reload.
+      const first = make();
+      this.runners.set(cfg.name, new SourceRunner(cfg, make, (b, r) => this.onBatch(b, r), this, first));
+    }
+  }
+
+  /** sources → parse → rules → state → firewall, for one batch. */
+  private onBatch(batch: readonly RawRecord[], runner: SourceRunner): void {
+    const now = this.now();
+    const source = runner.name;
+    this.metrics.linesReceived.inc({ source }, batch.length);
+    this.counters.lines += batch.length;
+    const ctx = { format: 'auto' as const, now };
+    let out: BanDecision[] | undefined;
+    for (const rec of batch) {
+      const r = parseRecord(rec, ctx);
+      if (!('event' in r)) {
+        this.counters.parseErrors++;
+        this.metrics.parseErrors.inc({ source });
+        continue;
+      }
+      const m = this.engine.match(r.event);
+      if (!m) continue;
+      this.counters.matches++;
+      this.metrics.matches.inc({ rule: m.ruleId, class: m.class });
+      this.evidence.note(m);
+      let ds: BanDecision[];
+      try {
+        ds = this.decider.observe(m, now);
+      } catch (e) {
+        // The ledger could not be written: the decision is not durable, so it is not applied.
+        this.warnings.error('observe', { err: (e as Error).message }, 'state stage failed on a match');
+        continue;
+      }
+      for (const d of ds) this.logDecision(d, m);
+      if (ds.length > 0) (out ??= []).push(...ds);
+    }
+    if (out) void this.sink.push(out);
+  }
+
+  private logDecision(d: BanDecision, m: Match | undefined): void {
+    if (d.action === 'ban') {
+      const ev = this.evidence.freeze(d.target, m);
+      this.log.info({
+        event: 'ban', target: d.target, policy: d.policy, banLevel: d.level, until: new Date(d.until).toISOString(),
+        rule: d.ruleId, count: ev?.count ?? 0,
+        ...(ev ? { first: ev.firstLine, firstTime: new Date(ev.first).toISOString(), last: ev.lastLine } : {}),
+        ...(m ? { source: m.event.origin.name ?? m.event.origin.kind, host: m.event.host, ...(m.user !== undefined ? { user: m.user } : {}) } : {}),
+      }, `ban ${d.target} for ${formatDuration(d.until - this.now())} (policy ${d.policy}, level ${d.level}, ${ev?.count ?? 0} × ${d.ruleId})`);
+    } else {
+      this.log.info({ event: 'unban', target: d.target, policy: d.policy, reason: d.reason }, `unban ${d.target} (${d.reason})`);
+    }
+  }
+
+  private housekeeping(): void {
+    const now = this.now();
+    this.decider.sweep(now);
+    const s = this.decider.stats();
+    this.metrics.trackedAddresses.set(s.tracked);
+    if (s.evictions > this.lastEvictions) this.metrics.evictions.inc(s.evictions - this.lastEvictions);
+    this.lastEvictions = s.evictions;
+    const active = this.decider.activeBans(now);
+    const perPolicy = new Map<string, number>();
+    for (const p of this.config.policies) perPolicy.set(p.name, 0);
+    for (const b of active) perPolicy.set(b.policy, (perPolicy.get(b.policy) ?? 0) + 1);
+    this.metrics.bansActive.reset();
+    for (const [policy, n] of perPolicy) this.metrics.bansActive.set({ policy }, n);
+    this.evidence.retain(new Set(active.map((b) => b.target)));
+    this.sink.syncCounters();
+    for (const e of this.decider.drainEvents()) {
+      if (e.kind === 'allowlisted') {
+        this.warnings.info(`allow ${e.ip}`, { ip: e.ip, policy: e.policy }, `${e.ip} is allowlisted: counted, never banned`);
+      } else {
+        this.log.warn({ outage: e.state }, e.state === 'start'
+          ? 'many addresses fail with "connection lost to authentication server": looks like an auth-server outage, weak lines are not counted'
+          : 'auth-server outage over');
+      }
+    }
+  }
+
+  // ── control handlers ─────────────────────────────────────────────────────────────────────
+
+  async status(): Promise<StatusResult> {
+    const now = this.now();
+    const active = this.decider.activeBans(now);
+    const s = this.decider.stats();
+    return {
+      version: this.deps.version,
+      pid: process.pid,
+      startedAt: this.startedAt,
+      configFiles: this.config.files,
+      firewall: this.sink.backendName,
+      sources: [...this.runners.values()].map((r) => ({
+        name: r.name, type: r.cfg.type, state: r.state, lines: r.lines, ...(r.lastError !== undefined && r.state === 'restarting' ? { lastError: r.lastError } : {}),
+      })),
+      policies: this.config.policies.map((p) => ({
+        name: p.name, maxretry: p.maxretry, findtime: p.findtime, bantime: p.bantime, bansActive: active.filter((b) => b.policy === p.name).length,
+      })),
+      counters: {
+        lines: this.counters.lines,
+        parseErrors: this.counters.parseErrors,
+        matches: this.counters.matches,
+        counted: s.counted,
+        tracked: s.tracked,
+        evictions: s.evictions,
+        bans: s.bans,
+        operatorBans: s.operatorBans,
+        unbans: s.unbans,
+        bansActive: active.length,
+        allowlistedHits: s.allowlistedHits,
+        firewallApplied: this.sink.stats().applied,
+        firewallFailed: this.sink.stats().failed,
+        firewallPending: this.sink.pending,
+      },
+    };
+  }
+
+  async bans(): Promise<readonly BanEntry[]> {
+    return this.decider.activeBans(this.now()).map((b) => {
+      const ev = this.evidence.forTarget(b.target);
+      return {
+        target: b.target, policy: b.policy, until: b.until, level: b.level, ruleId: b.ruleId,
+        evidence: ev ? { count: ev.count, firstLine: ev.firstLine, lastLine: ev.lastLine } : { count: 0 },
+      };
+    });
+  }
+
+  async ban(args: { target: Ip | Cidr; policy?: string; durationMs?: number }): Promise<BanResult> {
+    if (args.policy !== undefined && args.policy !== MANUAL_POLICY_NAME && !this.config.policies.some((p) => p.name === args.policy)) {
+      throw new MailjailError('MJ_CTL_UNKNOWN_POLICY', `unknown policy "${args.policy}"; known: ${[...this.config.policies.map((p) => p.name), MANUAL_POLICY_NAME].join(', ')}`);
+    }
+    const ds = this.decider.ban({
+      target: args.target, now: this.now(),
+      ...(args.policy !== undefined ? { policy: args.policy } : {}),
+      ...(args.durationMs !== undefined ? { bantime: args.durationMs / 1000 } : {}),
+    });
+    for (const d of ds) this.logDecision(d, undefined);
+    await this.sink.push(ds);
+    if (!(await this.sink.settled(ds, 10_000))) {
+      throw new MailjailError('MJ_CTL_FW_PENDING', 'the ban is recorded but the firewall has not applied it yet (it keeps retrying; see the log)');
+    }
+    const d = ds[0]!;
+    if (d.action !== 'ban') throw new MailjailError('MJ_CTL_INTERNAL', 'state returned no ban');
+    return { target: d.target, policy: d.policy, until: d.until, level: d.level };
+  }
+
+  async unban(args: { target: Ip | Cidr }): Promise<UnbanResult> {
+    const ds = this.decider.unban({ target: args.target, now: this.now() });
+    for (const d of ds) this.logDecision(d, undefined);
+    await this.sink.push(ds);
+    if (!(await this.sink.settled(ds, 10_000))) {
+      throw new MailjailError('MJ_CTL_FW_PENDING', 'the unban is recorded but the firewall has not applied it yet (it keeps retrying; see the log)');
+    }
+    return { target: args.target, removed: ds.some((d) => d.action === 'unban' && d.policy !== undefined) };
+  }
+
+  /** SIGHUP and `mailjail reload`: one at a time; a broken config or rule pack is refused. */
+  reload(): Promise<ReloadResult> {
+    this.reloading ??= this.doReload().finally(() => { this.reloading = undefined; });
+    return this.reloading;
+  }
+
+  private async doReload(): Promise<ReloadResult> {
+    if (this.stopping) throw new MailjailError('MJ_RELOAD_REFUSED', 'shutting down');
+    let next: MailjailConfig;
+    let engine: RuleEngine;
+    let allow;
+    try {
+      next = this.deps.loadConfig();
+      engine = (this.deps.loadRules ?? loadRulePack)(next.rules.dir);
+      allow = await loadAllowlist({ entries: next.allowlist, self: this.deps.allowSelf ?? true }, this.deps.resolveHost);
+      // New sources must at least be constructible before anything is swapped.
+    } catch (e) {
+      this.metrics.reloads.inc({ result: 'refused' });
+      const msg = (e as Error).message;
+      this.log.error({ err: msg }, 'reload refused: the running config stays in force');
+      throw new MailjailError('MJ_RELOAD_REFUSED', `new configuration refused, the old one keeps running:\n${msg}`);
+    }
+    const prev = this.config;
+    const policiesChanged = JSON.stringify(prev.policies) !== JSON.stringify(next.policies) || prev.state.maxTracked !== next.state.maxTracked;
+    if (policiesChanged) {
+      // Policies are part of the decider; a new one restores bans and history from the ledger.
+      // Counters of the old policies cannot carry over to different thresholds.
+      let decider: Decider;
+      try {
+        decider = new Decider({ policies: next.policies.map(toStatePolicy), allowlist: this.allow, maxTracked: next.state.maxTracked, ledger: this.ledger });
+        // Bans and history only: the sources go on where they are, nothing is re-fed, so no
+        // counted-through positions (they would make the new decider skip live lines).
+        decider.restore({ bans: this.ledger.state().bans, through: {} }, this.now());
+      } catch (e) {
+        this.metrics.reloads.inc({ result: 'refused' });
+        throw new MailjailError('MJ_RELOAD_REFUSED', `new policies refused, the old ones keep running: ${(e as Error).message}`);
+      }
+      this.decider = decider;
+      this.log.warn('policies changed: attempt counters restart; bans and escalation history are kept');
+    }
+    this.allow.swap(allow);
+    this.engine = engine;
+    this.config = next;
+    // Sources: stop the removed or changed ones, start the new or changed ones.
+    const want = new Map(next.sources.map((s) => [s.name, s]));
+    const stopping: Promise<void>[] = [];
+    for (const [name, r] of this.runners) {
+      const n = want.get(name);
+      if (n && JSON.stringify(n) === JSON.stringify(r.cfg) && r.state !== 'finished') {
+        want.delete(name);
+        continue;
+      }
+      r.abort();
+      stopping.push(r.loop);
+      this.runners.delete(name);
+    }
+    await Promise.all(stopping);
+    try {
+      this.startSources([...want.values()]);
+    } catch (e) {
+      this.log.error({ err: (e as Error).message }, 'a new source could not start; it is left out until the next reload');
+    }
+    for (const [what, a, b] of [
+      ['firewall', prev.firewall, next.firewall], ['control', prev.control, next.control],
+      ['metrics', prev.metrics, next.metrics], ['state.dir', prev.state.dir, next.state.dir],
+    ] as const) {
+      if (JSON.stringify(a) !== JSON.stringify(b)) this.log.warn({ section: what }, `${what} settings changed: they take effect at the next restart`);
+    }
+    this.metrics.reloads.inc({ result: 'ok' });
+    this.log.info({ config: next.files, policiesChanged }, 'configuration reloaded');
+    return { files: next.files };
+  }
+
+  /** Orderly shutdown; safe to call more than once. */
+  stop(): Promise<void> {
+    this.stopping ??= this.doStop();
+    return this.stopping;
+  }
+
+  private async doStop(): Promise<void> {
+    this.log.info('stopping: sources, then pending bans, then the ledger');
+    if (this.tick) clearInterval(this.tick);
+    for (const r of this.runners.values()) r.abort();
+    const drained = await withTimeout(Promise.all([...this.runners.values()].map((r) => r.loop)), 10_000);
+    if (drained === 'timeout') this.log.warn('a source did not stop within 10 s');
+    const left = await this.sink.close(10_000);
+    if (left > 0) this.log.warn({ pending: left }, 'firewall did not take every pending decision; they are in the ledger and re-applied at next start');
+    try {
+      this.ledger.mark(this.decider.through());
+    } catch (e) {
+      this.log.error({ err: (e as Error).message }, 'could not checkpoint the ledger');
+    }
+    this.ledger.close();
+    this.log.info('stopped');
+  }
+}
