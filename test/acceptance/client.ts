@@ -13,6 +13,8 @@ export interface ClientJob {
   readonly logins?: readonly { readonly user: string; readonly pass: string }[];
   /** Connect timeout: a dropped SYN shows up as "timeout". */
   readonly connectMs?: number;
+  /** How long to wait for each server reply (a ban landing mid-session leaves the client waiting). */
+  readonly replyMs?: number;
 }
 
 export interface ClientResult { connect: 'open' | 'timeout' | 'refused' | 'error'; results: ('ok' | 'fail' | 'error')[]; detail?: string }
@@ -58,6 +60,7 @@ export async function runJob(job: ClientJob): Promise<ClientResult> {
   const s = o.s;
   if (job.proto === 'probe') { s.destroy(); return res; }
   const lines = new Lines(s);
+  const wait = job.replyMs ?? 60_000;
   const greet = await lines.next(10_000);
   if (!greet) { s.destroy(); res.detail = 'no greeting'; return res; }
   let tag = 0;
@@ -67,16 +70,16 @@ export async function runJob(job: ClientJob): Promise<ClientResult> {
       const t = `a${++tag}`;
       s.write(`${t} LOGIN ${quote(l.user)} ${quote(l.pass)}\r\n`);
       for (;;) {
-        const r = await lines.next();
+        const r = await lines.next(wait);
         if (r === undefined) break;
         if (r.startsWith(`${t} `)) { verdict = r.startsWith(`${t} OK`) ? 'ok' : 'fail'; break; }
       }
     } else {
       s.write(`USER ${l.user}\r\n`);
-      const u = await lines.next();
+      const u = await lines.next(wait);
       if (u?.startsWith('+OK')) {
         s.write(`PASS ${l.pass}\r\n`);
-        const p = await lines.next();
+        const p = await lines.next(wait);
         verdict = p === undefined ? 'error' : p.startsWith('+OK') ? 'ok' : 'fail';
       }
     }
@@ -84,7 +87,7 @@ export async function runJob(job: ClientJob): Promise<ClientResult> {
     if (verdict !== 'fail') break;
   }
   s.write(job.proto === 'imap' ? `a${++tag} LOGOUT\r\n` : 'QUIT\r\n');
-  while ((await lines.next(5000)) !== undefined) { /* read to close */ }
+  while ((await lines.next(Math.min(wait, 5000))) !== undefined) { /* read to close */ }
   s.destroy();
   return res;
 }

@@ -162,7 +162,11 @@ export class Lab {
     await n('link', 'add', 'br0', 'type', 'bridge');
     await n('link', 'set', 'br0', 'up');
     for (const p of NETS4) await n('addr', 'add', `${p}.1/24`, 'dev', 'br0');
-    for (const p of NETS6) await n('addr', 'add', `${p}1/64`, 'dev', 'br0', 'nodad');
+    // IPv6: the server holds an address in its own /64 only; the client /64s are on-link routes.
+    // (Holding 2001:db8:bad::1 itself would make the daemon's own-address allowlist overlap the
+    // rotator's /64, and mailjail then rightly falls back to banning single addresses.)
+    await n('addr', 'add', `${SRV6}/64`, 'dev', 'br0', 'nodad');
+    for (const p of NETS6.slice(1)) await n('-6', 'route', 'add', `${p}/64`, 'dev', 'br0');
   }
 
   /** A client namespace with the given addresses (first one is the source by default). */
@@ -182,7 +186,7 @@ export class Lab {
     for (const a of addrs) {
       if (a.includes(':')) {
         await c('addr', 'add', `${a}/64`, 'dev', 'eth0', 'nodad');
-        if (!v6) await c('-6', 'route', 'add', 'default', 'via', `${NETS6.find((p) => sameNet64(p, a)) ?? NETS6[0]}1`);
+        if (!v6 && !sameNet64(NETS6[0]!, a)) await c('-6', 'route', 'add', `${NETS6[0]}/64`, 'dev', 'eth0');
         v6 = true;
       } else {
         await c('addr', 'add', `${a}/24`, 'dev', 'eth0');

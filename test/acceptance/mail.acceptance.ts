@@ -18,6 +18,8 @@ import { Lab, preflight } from './lab.js';
 import { run } from './proc.js';
 import { keysOf, sanitizeJournal, sanitizeSyslog, table } from './report.js';
 import { actors, playAll } from './scenario.js';
+import { attackUntilBanned, Daemon, P2_BANTIME_S, P2_MAXRETRY, phase2Attackers, probeAll } from './phase2.js';
+import { sleep, waitFor } from './proc.js';
 import type { StepResult } from './scenario.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -31,6 +33,9 @@ const SAVE = process.env['MJ_ACCEPT_SAVE_FIXTURES'] === '1';
 
 /** Set to keep the raw capture (for debugging a failing run). */
 const DEBUG_DIR = process.env['MJ_ACCEPT_DEBUG_DIR'];
+
+/** Set to run phase 2 only (debugging the daemon run). */
+const ONLY_PHASE2 = process.env['MJ_ACCEPT_ONLY_PHASE2'] === '1';
 
 const say = (s: string): void => { process.stderr.write(`${s}\n`); };
 
@@ -51,7 +56,7 @@ describe('acceptance: real Postfix and Dovecot, attacked in network namespaces',
     try {
       await lab.startJournald();
       await lab.startNetwork();
-      for (const a of list) await lab.addClient(a.name, a.addrs);
+      for (const a of [...list, ...phase2Attackers()]) await lab.addClient(a.name, a.addrs);
       await lab.startDovecot();
       await lab.startPostfix();
     } catch (e) {
@@ -68,6 +73,7 @@ describe('acceptance: real Postfix and Dovecot, attacked in network namespaces',
 
   test('phase 1: every attempt of the real daemons is matched and counted once; no benign client reaches a ban', async (t) => {
     if (skip || !lab) { t.skip(`SKIPPED LOUDLY: ${skip}`); return; }
+    if (ONLY_PHASE2) { t.skip('MJ_ACCEPT_ONLY_PHASE2=1'); return; }
     phase1Ran = true;
     const started = Date.now();
     const results = await playAll(lab, list);
@@ -129,11 +135,82 @@ describe('acceptance: real Postfix and Dovecot, attacked in network namespaces',
     assert.deepEqual(problems, [], `\n${problems.join('\n')}`);
   });
 
+  test('phase 2: mailjail run bans each attacker after exactly maxretry attempts, drops it, spares benign clients; unban and expiry restore access', async (t) => {
+    if (skip || !lab) { t.skip(`SKIPPED LOUDLY: ${skip}`); return; }
+    const gap = await daemonGap();
+    if (gap) { say(`\n!!! ACCEPTANCE PHASE 2 SKIPPED: ${gap}\n`); t.skip(`SKIPPED LOUDLY: ${gap}`); return; }
+    const theLab = lab;
+    await sleep(1500); // phase 1's lines fall outside the daemon's 1 s lookback
+    const d = new Daemon(theLab);
+    await d.start(RULES);
+    const problems: string[] = [];
+    const benign = list.filter((a) => a.role === 'benign');
+    const [rows, benignResults] = await Promise.all([
+      Promise.all(phase2Attackers().map((a) => attackUntilBanned(theLab, d, a))),
+      playAll(theLab, benign),
+    ]);
+    for (const r of rows) {
+      if (r.bannedAt !== P2_MAXRETRY) problems.push(`${r.name} (${r.key}): banned at attempt ${r.bannedAt ?? 'never'} of ${r.made}, want ${P2_MAXRETRY}`);
+      const open = Object.entries(r.blocked).filter(([, v]) => v !== 'timeout');
+      if (open.length) problems.push(`${r.name}: after the ban, ${r.last} still reaches ${open.map(([p, v]) => `${p} (${v})`).join(', ')}`);
+    }
+    // Benign clients: every step worked, none is in the set, all still reach every port.
+    try { checkLab(benignResults); } catch (e) { problems.push(`benign clients during phase 2: ${(e as Error).message}`); }
+    for (const a of benign) {
+      for (const addr of a.addrs) if (await d.inSet(addr)) problems.push(`benign ${a.name} ${addr} is banned`);
+      const reach = await probeAll(theLab.clients.get(a.name)!.ns, a.addrs[0]!);
+      const bad = Object.entries(reach).filter(([, v]) => v !== 'open');
+      if (bad.length) problems.push(`benign ${a.name} cannot reach ${bad.map(([p, v]) => `${p} (${v})`).join(', ')}`);
+    }
+    const bans = await d.cli(['bans', '--json']);
+    const banList = bans.code === 0 ? (JSON.parse(bans.stdout) as { target: string; evidence?: { count?: number } }[]) : [];
+    const targets = banList.map((b) => b.target);
+    const countOf = (k: string) => String(banList.find((b) => b.target === k)?.evidence?.count ?? '-');
+    if (bans.code !== 0) problems.push(`mailjail bans --json failed: ${bans.stderr}`);
+    if (!targets.includes('2001:db8:bad::/64')) problems.push(`the IPv6 rotator is not banned as one /64: bans are ${targets.join(', ')}`);
+    say(`\nPhase 2 (mailjail run, maxretry ${P2_MAXRETRY}, ipset): set holds ${await d.setEntries()}\n` + table(
+      ['attacker', 'address / prefix', 'attempts made', 'banned at attempt', 'evidence lines', 'next connection 25/587/143/110'],
+      rows.map((r) => [r.name, r.key, String(r.made), String(r.bannedAt ?? 'never'), countOf(r.key), Object.values(r.blocked).every((v) => v === 'timeout') ? 'dropped' : JSON.stringify(r.blocked)])));
+
+    // mailjail unban restores access (an address, and the rotator's /64).
+    for (const [name, target] of [['p2-smtp587-plain', '198.51.100.20'], ['p2-ipv6-rotator', '2001:db8:bad::/64']] as const) {
+      const row = rows.find((r) => r.name === name)!;
+      const u = await d.cli(['unban', target]);
+      if (u.code !== 0) { problems.push(`mailjail unban ${target}: exit ${u.code} ${u.stderr}`); continue; }
+      await waitFor(async () => ((await d.inSet(row.last)) ? undefined : true), 5000, 200);
+      const reach = await probeAll(theLab.clients.get(name)!.ns, row.last);
+      if (Object.values(reach).some((v) => v !== 'open')) problems.push(`after unban ${target}, ${row.last} reaches ${JSON.stringify(reach)}`);
+      else say(`unban ${target}: ${row.last} reaches 25/587/143/110 again`);
+    }
+    // Expiry: the kernel drops the entry after bantime, and the attacker connects again.
+    const exp = rows.find((r) => r.name === 'p2-imap')!;
+    const t0 = Date.now();
+    const gone = await waitFor(async () => ((await d.inSet(exp.last)) ? undefined : true), (P2_BANTIME_S + 15) * 1000, 500);
+    if (!gone) problems.push(`${exp.last} still in the set ${P2_BANTIME_S + 15} s after its ban`);
+    else {
+      const reach = await probeAll(theLab.clients.get(exp.name)!.ns, exp.last);
+      if (Object.values(reach).some((v) => v !== 'open')) problems.push(`after expiry ${exp.last} reaches ${JSON.stringify(reach)}`);
+      else say(`ban of ${exp.last} expired (waited ${((Date.now() - t0) / 1000).toFixed(0)} s more): it reaches 25/587/143/110 again`);
+    }
+    if (d.exited()) problems.push('mailjail run exited during the test');
+    if (DEBUG_DIR) writeFileSync(join(DEBUG_DIR, 'mailjail-run.log'), d.out);
+    if (problems.length) say(`mailjail run output (tail):\n${d.out.slice(-3000)}`);
+    assert.deepEqual(problems, [], `\n${problems.join('\n')}`);
+  });
+
   test('known gap: attempts Postfix only logs as "Connection lost to authentication server" are counted', { todo: 'weak lines are dropped by the outage heuristic when several attackers hit Dovecot\'s auth penalty at once (reported to the lead)' }, (t) => {
     if (!phase1Ran) { t.skip('phase 1 did not run'); return; }
     assert.deepEqual(knownGaps, []);
   });
 });
+
+/** Why `mailjail run` cannot be accepted here (not built yet, no ipset), or undefined. */
+async function daemonGap(): Promise<string | undefined> {
+  const help = await run([process.execPath, CLI, '--help']);
+  if (!/^\s+run\b/m.test(help.stdout)) return 'this build has no `mailjail run` yet (branch daemon not merged)';
+  for (const b of ['ipset', 'iptables', 'ip6tables']) if ((await run(['which', b])).code !== 0) return `${b} is not installed`;
+  return undefined;
+}
 
 /** Why the bundled rule pack cannot be accepted yet (no Postfix or no Dovecot rules), or undefined. */
 function rulePackGap(): string | undefined {

@@ -94,14 +94,14 @@ function chunk<T>(xs: T[], k: number): T[][] {
 }
 
 /** Runs one step from the actor's namespace. */
-export async function runStep(lab: Lab, a: Actor, step: Step): Promise<StepResult> {
+export async function runStep(lab: Lab, a: Actor, step: Step, timeoutS = 40): Promise<StepResult> {
   const c = lab.clients.get(a.name);
   if (!c) throw new Error(`no namespace for ${a.name}`);
   const src = step.src ?? a.addrs[0]!;
   const server = src.includes(':') ? SRV6 : SRV4;
   if (step.proto === 'smtp') {
     const argv = ['ip', 'netns', 'exec', c.ns, 'swaks', '--server', server, '--port', String(step.port),
-      '--local-interface', src, '--helo', `${a.name}.client.test`, '--timeout', '40', '--hide-all'];
+      '--local-interface', src, '--helo', `${a.name}.client.test`, '--timeout', String(timeoutS), '--hide-all'];
     const login = step.logins[0];
     if (login) argv.push('--auth', step.mech ?? 'PLAIN', '--auth-user', login.user, '--auth-password', login.pass);
     if (step.deliver) argv.push('--from', login?.user ?? `someone@${a.name}.client.test`, '--to', step.deliver, '--body', `test mail from ${a.name}`);
@@ -112,7 +112,7 @@ export async function runStep(lab: Lab, a: Actor, step: Step): Promise<StepResul
     const connect = r.code === 21 || r.timedOut ? 'timeout' : 'open';
     return { actor: a.name, role: a.role, src, step, connect, results: login ? [v] : [v === 'ok' ? 'ok' : 'error'], ...(v === 'error' ? { detail: `swaks exit ${r.code}: ${r.stderr.trim().slice(0, 200)}` } : {}) };
   }
-  const job: ClientJob = { proto: step.proto, host: server, port: step.port, local: src, logins: step.logins };
+  const job: ClientJob = { proto: step.proto, host: server, port: step.port, local: src, logins: step.logins, replyMs: timeoutS * 1000 };
   const r = await clientJob(c.ns, job);
   return { actor: a.name, role: a.role, src, step, connect: r.connect, results: r.results, ...(r.detail ? { detail: r.detail } : {}) };
 }
