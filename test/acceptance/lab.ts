@@ -23,7 +23,7 @@ export const SRV4 = '192.0.2.1';
 export const SRV6 = '2001:db8:1::1';
 /** Networks on the lab bridge: the server holds `.1` / `::1` in each, clients route through it. */
 const NETS4 = ['192.0.2', '198.51.100', '203.0.113'];
-const NETS6 = ['2001:db8:1::', '2001:db8:bad::', '2001:db8:bad:1::'];
+const NETS6 = ['2001:db8:1::', '2001:db8:bad::', '2001:db8:bad:1::', '2001:db8:bad2::'];
 
 export const USERS: Readonly<Record<string, string>> = { 'alice@mx.test': 'alice-pw-1', 'bob@mx.test': 'bob-pw-2', 'carol@mx.test': 'carol-pw-3' };
 

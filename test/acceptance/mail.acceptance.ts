@@ -18,7 +18,7 @@ import { Lab, preflight } from './lab.js';
 import { run } from './proc.js';
 import { keysOf, sanitizeJournal, sanitizeSyslog, table } from './report.js';
 import { actors, playAll } from './scenario.js';
-import { attackUntilBanned, Daemon, P2_BANTIME_S, P2_MAXRETRY, phase2Attackers, probeAll } from './phase2.js';
+import { attackUntilBanned, Daemon, P2_BANTIME_S, P2_MAXRETRY, phase2Attackers, probeAll, ROT2_NET } from './phase2.js';
 import { sleep, waitFor } from './proc.js';
 import type { StepResult } from './scenario.js';
 
@@ -167,13 +167,13 @@ describe('acceptance: real Postfix and Dovecot, attacked in network namespaces',
     const targets = banList.map((b) => b.target);
     const countOf = (k: string) => String(banList.find((b) => b.target === k)?.evidence?.count ?? '-');
     if (bans.code !== 0) problems.push(`mailjail bans --json failed: ${bans.stderr}`);
-    if (!targets.includes('2001:db8:bad::/64')) problems.push(`the IPv6 rotator is not banned as one /64: bans are ${targets.join(', ')}`);
+    if (!targets.includes(ROT2_NET)) problems.push(`the IPv6 rotator is not banned as one /64: bans are ${targets.join(', ')}`);
     say(`\nPhase 2 (mailjail run, maxretry ${P2_MAXRETRY}, ipset): set holds ${await d.setEntries()}\n` + table(
       ['attacker', 'address / prefix', 'attempts made', 'banned at attempt', 'evidence lines', 'next connection 25/587/143/110'],
       rows.map((r) => [r.name, r.key, String(r.made), String(r.bannedAt ?? 'never'), countOf(r.key), Object.values(r.blocked).every((v) => v === 'timeout') ? 'dropped' : JSON.stringify(r.blocked)])));
 
     // mailjail unban restores access (an address, and the rotator's /64).
-    for (const [name, target] of [['p2-smtp587-plain', '198.51.100.20'], ['p2-ipv6-rotator', '2001:db8:bad::/64']] as const) {
+    for (const [name, target] of [['p2-smtp587-plain', '198.51.100.20'], ['p2-ipv6-rotator', ROT2_NET]] as const) {
       const row = rows.find((r) => r.name === name)!;
       const u = await d.cli(['unban', target]);
       if (u.code !== 0) { problems.push(`mailjail unban ${target}: exit ${u.code} ${u.stderr}`); continue; }
@@ -193,12 +193,16 @@ describe('acceptance: real Postfix and Dovecot, attacked in network namespaces',
       else say(`ban of ${exp.last} expired (waited ${((Date.now() - t0) / 1000).toFixed(0)} s more): it reaches 25/587/143/110 again`);
     }
     if (d.exited()) problems.push('mailjail run exited during the test');
-    if (DEBUG_DIR) writeFileSync(join(DEBUG_DIR, 'mailjail-run.log'), d.out);
+    if (DEBUG_DIR) {
+      writeFileSync(join(DEBUG_DIR, 'mailjail-run.log'), d.out);
+      writeFileSync(join(DEBUG_DIR, 'phase2.log'), await theLab.journalSyslog());
+      writeFileSync(join(DEBUG_DIR, 'phase2-status.json'), (await d.cli(['status', '--json'])).stdout);
+    }
     if (problems.length) say(`mailjail run output (tail):\n${d.out.slice(-3000)}`);
     assert.deepEqual(problems, [], `\n${problems.join('\n')}`);
   });
 
-  test('known gap: attempts Postfix only logs as "Connection lost to authentication server" are counted', { todo: 'weak lines are dropped by the outage heuristic when several attackers hit Dovecot\'s auth penalty at once (reported to the lead)' }, (t) => {
+  test('known gap: attempts Postfix only logs as "Connection lost to authentication server" are counted', { todo: 'under Dovecot\'s auth penalty Postfix logs some attempts only as a weak "Connection lost" line: dropped by the outage heuristic, or counted besides Dovecot\'s late line (docs/acceptance.md)' }, (t) => {
     if (!phase1Ran) { t.skip('phase 1 did not run'); return; }
     assert.deepEqual(knownGaps, []);
   });

@@ -24,9 +24,14 @@ const PORTS = [25, 587, 143, 110] as const;
 const wrong = (user: string, n: number) => ({ user, pass: `wrong-${n}` });
 const ghost = (n: number) => ({ user: `ghost${n}@mx.test`, pass: `guess-${n}` });
 
-/** Rotator addresses for phase 2 (same /64 as phase 1's, other hosts) and one it never uses. */
-const ROT2 = ['2001:db8:bad::100', '2001:db8:bad::101', '2001:db8:bad::102', '2001:db8:bad::103', '2001:db8:bad::104'];
-const ROT2_UNUSED = '2001:db8:bad::dead';
+/**
+ * Rotator addresses for phase 2 and one it never uses. Not near phase 1's /64: Dovecot's auth
+ * penalty was seen to carry over to a neighbouring /64 of the same /48, and phase 1's failures
+ * would then push the SMTP attempts into the Postfix auth timeout (the known gap).
+ */
+export const ROT2_NET = '2001:db8:bad2::/64';
+const ROT2 = ['2001:db8:bad2::100', '2001:db8:bad2::101', '2001:db8:bad2::102', '2001:db8:bad2::103', '2001:db8:bad2::104'];
+const ROT2_UNUSED = '2001:db8:bad2::dead';
 
 /** Attackers that keep trying until they are blocked (at most maxretry + 2 attempts). */
 export function phase2Attackers(): Actor[] {
