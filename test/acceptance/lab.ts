@@ -23,7 +23,7 @@ export const SRV4 = '192.0.2.1';
 export const SRV6 = '2001:db8:1::1';
 /** Networks on the lab bridge: the server holds `.1` / `::1` in each, clients route through it. */
 const NETS4 = ['192.0.2', '198.51.100', '203.0.113'];
-const NETS6 = ['2001:db8:1::', '2001:db8:bad::', '2001:db8:bad:1::', '2001:db8:bad2::'];
+const NETS6 = ['2001:db8:1::', '2001:db8:bad::', '2001:db8:bad:1::', '2001:db8:bad2::', '2001:db8:bad3::'];
 
 export const USERS: Readonly<Record<string, string>> = { 'alice@mx.test': 'alice-pw-1', 'bob@mx.test': 'bob-pw-2', 'carol@mx.test': 'carol-pw-3' };
 
@@ -105,6 +105,11 @@ export class Lab {
     const machineId = readFileSync('/etc/machine-id', 'utf8').trim();
     const dirs = [`/var/log/journal/${machineId}.${this.id}`, `/run/log/journal/${machineId}.${this.id}`];
     this.cleanup.add('journal files', () => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); rmSync(this.journalSockets, { recursive: true, force: true }); });
+    // Forward to syslog too (the Debian journald → rsyslog path): the syslog pass reads it from
+    // /run/systemd/journal.<ns>/syslog when an rsyslogd listens there.
+    const conf = `/etc/systemd/journald@${this.id}.conf`;
+    writeFileSync(conf, '# mailjail acceptance test (removed at the end)\n[Journal]\nForwardToSyslog=yes\n');
+    this.cleanup.add(`rm ${conf}`, () => rmSync(conf, { force: true }));
     const child = spawn('/lib/systemd/systemd-journald', [this.id], { stdio: 'ignore', detached: false });
     this.cleanup.add('stop journald', async () => {
       if (child.exitCode !== null) return;
@@ -236,6 +241,31 @@ export class Lab {
     this.cleanup.add('stop postfix', () => startDaemon(this.inSrv(['postfix', '-c', join(p, 'etc'), 'abort']), join(this.dir, 'postfix.out'), 20_000));
     const up = await waitFor(async () => ((await run(['ip', 'netns', 'exec', this.srv, 'ss', '-Hltn', 'sport = :587'])).stdout.includes('587') ? true : undefined), 10_000, 200);
     if (!up) throw new Error('postfix is not listening on 587');
+  }
+
+  /**
+   * rsyslogd in the srv namespace, reading what our journald forwards (imuxsock on the
+   * namespace's syslog socket) and sending it over TCP (octet-counted) to `target`:`port`,
+   * the way a mail host forwards to a central collector.
+   */
+  async startRsyslog(target: string, port: number): Promise<void> {
+    const d = join(this.dir, 'rsyslog');
+    mkdirSync(d, { recursive: true });
+    const conf = join(d, 'rsyslog.conf');
+    writeFileSync(conf, `global(workDirectory="${d}")
+module(load="imuxsock" SysSock.Use="off")
+input(type="imuxsock" Socket="${join(this.journalSockets, 'syslog')}" CreatePath="off")
+action(type="omfwd" target="${target}" port="${port}" protocol="tcp" TCP_Framing="octet-counted"
+       template="RSYSLOG_ForwardFormat" action.resumeRetryCount="-1" queue.type="LinkedList")
+`);
+    const child = spawn('ip', ['netns', 'exec', this.srv, 'rsyslogd', '-n', '-f', conf, '-i', join(d, 'rsyslogd.pid')], { stdio: 'ignore' });
+    this.cleanup.add('stop rsyslogd', async () => {
+      if (child.exitCode !== null) return;
+      child.kill('SIGTERM');
+      if (!(await waitFor(() => (child.exitCode !== null ? true : undefined), 5000))) child.kill('SIGKILL');
+    });
+    const up = await waitFor(() => (existsSync(join(this.journalSockets, 'syslog')) ? true : child.exitCode !== null ? false : undefined), 10_000);
+    if (up !== true) throw new Error(`rsyslogd did not open ${join(this.journalSockets, 'syslog')}`);
   }
 
   async stopAll(): Promise<string[]> {

@@ -18,7 +18,7 @@ import { Lab, preflight } from './lab.js';
 import { run } from './proc.js';
 import { keysOf, sanitizeJournal, sanitizeSyslog, table } from './report.js';
 import { actors, playAll } from './scenario.js';
-import { attackUntilBanned, Daemon, P2_BANTIME_S, P2_MAXRETRY, phase2Attackers, probeAll, ROT2_NET } from './phase2.js';
+import { attackUntilBanned, Daemon, P2_BANTIME_S, P2_MAXRETRY, phase2Attackers, probeAll, ROT2_NET, ROT3_NET } from './phase2.js';
 import { sleep, waitFor } from './proc.js';
 import type { StepResult } from './scenario.js';
 
@@ -43,6 +43,7 @@ describe('acceptance: real Postfix and Dovecot, attacked in network namespaces',
   let skip: string | undefined;
   let lab: Lab | undefined;
   let phase1Ran = false;
+  let journalDaemon: Daemon | undefined;
   const knownGaps: string[] = [];
   const list = actors(MAXRETRY + 1);
 
@@ -56,7 +57,7 @@ describe('acceptance: real Postfix and Dovecot, attacked in network namespaces',
     try {
       await lab.startJournald();
       await lab.startNetwork();
-      for (const a of [...list, ...phase2Attackers()]) await lab.addClient(a.name, a.addrs);
+      for (const a of [...list, ...phase2Attackers(), ...phase2Attackers('syslog')]) await lab.addClient(a.name, a.addrs);
       await lab.startDovecot();
       await lab.startPostfix();
     } catch (e) {
@@ -142,6 +143,7 @@ describe('acceptance: real Postfix and Dovecot, attacked in network namespaces',
     const theLab = lab;
     await sleep(1500); // phase 1's lines fall outside the daemon's 1 s lookback
     const d = new Daemon(theLab);
+    journalDaemon = d;
     await d.start(RULES);
     const problems: string[] = [];
     const benign = list.filter((a) => a.role === 'benign');
@@ -199,6 +201,34 @@ describe('acceptance: real Postfix and Dovecot, attacked in network namespaces',
       writeFileSync(join(DEBUG_DIR, 'phase2-status.json'), (await d.cli(['status', '--json'])).stdout);
     }
     if (problems.length) say(`mailjail run output (tail):\n${d.out.slice(-3000)}`);
+    assert.deepEqual(problems, [], `\n${problems.join('\n')}`);
+  });
+
+  test('syslog pass: journald → rsyslog → TCP → mailjail collector bans each attacker after exactly maxretry attempts', async (t) => {
+    if (skip || !lab) { t.skip(`SKIPPED LOUDLY: ${skip}`); return; }
+    const gap = (await daemonGap()) ?? ((await run(['which', 'rsyslogd'])).code !== 0 ? 'rsyslogd is not installed' : undefined);
+    if (gap) { say(`\n!!! ACCEPTANCE SYSLOG PASS SKIPPED: ${gap}\n`); t.skip(`SKIPPED LOUDLY: ${gap}`); return; }
+    const theLab = lab;
+    await journalDaemon?.stop(); // one daemon at a time decides; its remaining bans expire in the kernel
+    const d = new Daemon(theLab, { tcp: '127.0.0.1:5514' });
+    await d.start(RULES);
+    await theLab.startRsyslog('127.0.0.1', 5514);
+    const rows = await Promise.all(phase2Attackers('syslog').map((a) => attackUntilBanned(theLab, d, a)));
+    const problems: string[] = [];
+    for (const r of rows) {
+      if (r.bannedAt !== P2_MAXRETRY) problems.push(`${r.name} (${r.key}): banned at attempt ${r.bannedAt ?? 'never'} of ${r.made}, want ${P2_MAXRETRY}`);
+      const open = Object.entries(r.blocked).filter(([, v]) => v !== 'timeout');
+      if (open.length) problems.push(`${r.name}: after the ban, ${r.last} still reaches ${open.map(([p, v]) => `${p} (${v})`).join(', ')}`);
+    }
+    const bans = await d.cli(['bans', '--json']);
+    const targets = bans.code === 0 ? (JSON.parse(bans.stdout) as { target: string }[]).map((b) => b.target) : [];
+    if (!targets.includes(ROT3_NET)) problems.push(`the IPv6 rotator is not banned as one /64: bans are ${targets.join(', ')}`);
+    say(`\nSyslog pass (journald → rsyslog omfwd TCP → mailjail syslog-tcp source, maxretry ${P2_MAXRETRY}): set holds ${await d.setEntries()}\n` + table(
+      ['attacker', 'address / prefix', 'attempts made', 'banned at attempt', 'next connection 25/587/143/110'],
+      rows.map((r) => [r.name, r.key, String(r.made), String(r.bannedAt ?? 'never'), Object.values(r.blocked).every((v) => v === 'timeout') ? 'dropped' : JSON.stringify(r.blocked)])));
+    if (d.exited()) problems.push('the collector exited during the test');
+    if (DEBUG_DIR) writeFileSync(join(DEBUG_DIR, 'collector.log'), d.out);
+    if (problems.length) say(`collector output (tail):\n${d.out.slice(-3000)}`);
     assert.deepEqual(problems, [], `\n${problems.join('\n')}`);
   });
 

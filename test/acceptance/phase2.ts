@@ -34,9 +34,19 @@ const ROT2 = ['2001:db8:bad2::100', '2001:db8:bad2::101', '2001:db8:bad2::102', 
 const ROT2_UNUSED = '2001:db8:bad2::dead';
 
 /** Attackers that keep trying until they are blocked (at most maxretry + 2 attempts). */
-export function phase2Attackers(): Actor[] {
+export function phase2Attackers(pass: 'journal' | 'syslog' = 'journal'): Actor[] {
   const n = P2_MAXRETRY + 2;
   const r = Array.from({ length: n }, (_, i) => i);
+  if (pass === 'syslog') {
+    // The syslog pass: fresh addresses (Dovecot's penalty remembers the journal pass's attackers).
+    return [
+      { name: 'p3-smtp587-plain', role: 'attacker', addrs: ['198.51.100.40'], pauseMs: 0, steps: r.map((i): Step => ({ proto: 'smtp', port: 587, mech: 'PLAIN', logins: [wrong('carol@mx.test', i)] })) },
+      { name: 'p3-imap', role: 'attacker', addrs: ['203.0.113.40'], pauseMs: 0, steps: r.map((i): Step => ({ proto: 'imap', port: 143, logins: [ghost(i)] })) },
+      { name: 'p3-pop3', role: 'attacker', addrs: ['203.0.113.41'], pauseMs: 0, steps: r.map((i): Step => ({ proto: 'pop3', port: 110, logins: [wrong('alice@mx.test', i)] })) },
+      { name: 'p3-ipv6-rotator', role: 'attacker', addrs: [...ROT3, ROT3_UNUSED], pauseMs: 0,
+        steps: r.map((i): Step => (i % 2 ? { proto: 'pop3', port: 110, logins: [ghost(i)], src: ROT3[i]! } : { proto: 'smtp', port: 25, mech: 'PLAIN', logins: [ghost(i)], src: ROT3[i]! })) },
+    ];
+  }
   return [
     { name: 'p2-smtp587-plain', role: 'attacker', addrs: ['198.51.100.20'], pauseMs: 0, steps: r.map((i): Step => ({ proto: 'smtp', port: 587, mech: 'PLAIN', logins: [wrong('alice@mx.test', i)] })) },
     { name: 'p2-smtp25-login', role: 'attacker', addrs: ['198.51.100.21'], pauseMs: 0, steps: r.map((i): Step => ({ proto: 'smtp', port: 25, mech: 'LOGIN', logins: [ghost(i)] })) },
@@ -47,6 +57,10 @@ export function phase2Attackers(): Actor[] {
   ];
 }
 
+export const ROT3_NET = '2001:db8:bad3::/64';
+const ROT3 = ['2001:db8:bad3::100', '2001:db8:bad3::101', '2001:db8:bad3::102', '2001:db8:bad3::103', '2001:db8:bad3::104'];
+const ROT3_UNUSED = '2001:db8:bad3::dead';
+
 export interface AttackRow { name: string; key: string; made: number; bannedAt: number | undefined; blocked: Record<number, string>; last: string }
 
 export class Daemon {
@@ -54,22 +68,37 @@ export class Daemon {
   out = '';
   readonly sock: string;
   readonly cfg: string;
-  constructor(private readonly lab: Lab) {
-    this.sock = join(lab.dir, 'mailjail', 'control.sock');
-    this.cfg = join(lab.dir, 'mailjail', 'mailjail.yaml');
+  private readonly name: string;
+  readonly prefix: string;
+  constructor(private readonly lab: Lab, private readonly source: 'journal' | { readonly tcp: string } = 'journal') {
+    this.name = source === 'journal' ? 'mailjail' : 'mailjail-collector';
+    this.prefix = source === 'journal' ? FW_PREFIX : `${FW_PREFIX}c`;
+    this.sock = join(lab.dir, this.name, 'control.sock');
+    this.cfg = join(lab.dir, this.name, 'mailjail.yaml');
+  }
+
+  /** Stops the daemon (SIGTERM, orderly); its bans stay in the kernel until they expire. */
+  async stop(): Promise<void> {
+    const c = this.child;
+    if (!c || c.exitCode !== null) return;
+    c.kill('SIGTERM');
+    if (!(await waitFor(() => (c.exitCode !== null ? true : undefined), 8000))) c.kill('SIGKILL');
   }
 
   async start(rulesDir: string | undefined): Promise<void> {
-    const d = join(this.lab.dir, 'mailjail');
+    const d = join(this.lab.dir, this.name);
+    const src = this.source === 'journal'
+      ? `journal: { type: journald, directory: ${JSON.stringify(this.lab.journalDir)}, lookback: 1s }`
+      : `collector: { type: syslog-tcp, listen: ${JSON.stringify(this.source.tcp)}, allow: [127.0.0.1/32] }`;
     await run(['mkdir', '-p', join(d, 'state')]);
     writeFileSync(this.cfg, `# mailjail acceptance: the lab's journal, ipset bans in the mail server's namespace
 logLevel: info
 ${rulesDir ? `rules: { dir: ${JSON.stringify(rulesDir)} }\n` : ''}state: { dir: ${JSON.stringify(join(d, 'state'))} }
 sources:
-  journal: { type: journald, directory: ${JSON.stringify(this.lab.journalDir)}, lookback: 1s }
+  ${src}
 policies:
   auth: { classes: [auth], maxretry: ${P2_MAXRETRY}, findtime: 10m, bantime: ${P2_BANTIME_S}s, ipv4Prefix: 32, ipv6Prefix: 64 }
-firewall: { backend: ipset, prefix: ${FW_PREFIX}, ports: [${PORTS.join(', ')}] }
+firewall: { backend: ipset, prefix: ${this.prefix}, ports: [${PORTS.join(', ')}] }
 metrics: { enabled: false }
 control: { socket: ${JSON.stringify(this.sock)} }
 `);
@@ -77,7 +106,7 @@ control: { socket: ${JSON.stringify(this.sock)} }
     this.child = c;
     c.stdout!.on('data', (b: Buffer) => { this.out += b.toString(); });
     c.stderr!.on('data', (b: Buffer) => { this.out += b.toString(); });
-    this.lab.cleanup.add('stop mailjail run', async () => {
+    this.lab.cleanup.add(`stop ${this.name} run`, async () => {
       if (c.exitCode !== null) return;
       c.kill('SIGTERM');
       if (!(await waitFor(() => (c.exitCode !== null ? true : undefined), 8000))) c.kill('SIGKILL');
@@ -93,14 +122,14 @@ control: { socket: ${JSON.stringify(this.sock)} }
 
   /** Whether the kernel set holds `addr` (an address, or any address inside a banned prefix). */
   async inSet(addr: string): Promise<boolean> {
-    const set = `${FW_PREFIX}-${addr.includes(':') ? 'v6' : 'v4'}`;
+    const set = `${this.prefix}-${addr.includes(':') ? 'v6' : 'v4'}`;
     const r = await run(['ip', 'netns', 'exec', this.lab.srv, 'ipset', 'test', set, addr]);
     return r.code === 0;
   }
 
   async setEntries(): Promise<string> {
-    const v4 = await run(['ip', 'netns', 'exec', this.lab.srv, 'ipset', 'list', `${FW_PREFIX}-v4`]);
-    const v6 = await run(['ip', 'netns', 'exec', this.lab.srv, 'ipset', 'list', `${FW_PREFIX}-v6`]);
+    const v4 = await run(['ip', 'netns', 'exec', this.lab.srv, 'ipset', 'list', `${this.prefix}-v4`]);
+    const v6 = await run(['ip', 'netns', 'exec', this.lab.srv, 'ipset', 'list', `${this.prefix}-v6`]);
     const members = (s: string) => s.split('Members:')[1]?.trim().split('\n').filter(Boolean) ?? [];
     return [...members(v4.stdout), ...members(v6.stdout)].join('; ');
   }
@@ -159,7 +188,7 @@ export async function attackUntilBanned(lab: Lab, d: Daemon, a: Actor): Promise<
     await watcher;
   }
   // The next connection, from a fresh address of the /64 for the rotator.
-  const probeSrc = a.addrs.includes(ROT2_UNUSED) ? ROT2_UNUSED : last;
+  const probeSrc = a.addrs.includes(ROT2_UNUSED) ? ROT2_UNUSED : a.addrs.includes(ROT3_UNUSED) ? ROT3_UNUSED : last;
   const blocked = await probeAll(lab.clients.get(a.name)!.ns, probeSrc);
   return { name: a.name, key, made: Math.max(made, started), bannedAt, blocked, last: probeSrc, results };
 }
