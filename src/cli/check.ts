@@ -36,7 +36,7 @@ export interface CheckSummary {
   perClass: Map<string, number>;
   offenders: Map<string, Offender>;
   bans: (BanDecision & { action: 'ban' })[];
-  banLine: Map<string, { line: number; file: string; attempts: number }>;
+  banLine: Map<string, { line: number; file: string }>;
   seconds: number;
   policy: Policy;
 }
@@ -115,7 +115,7 @@ export async function runCheck(files: string[], opts: CheckOptions, out: NodeJS.
         for (const d of decider.observe(m, m.event.time)) {
           if (d.action !== 'ban') continue;
           s.bans.push(d);
-          s.banLine.set(d.target, { line, file: src.name, attempts: d.evidence.length });
+          s.banLine.set(d.target, { line, file: src.name });
         }
       }
       progress?.update(s.lines + src.stats.lines, s.matched, s.bans.length);

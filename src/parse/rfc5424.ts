@@ -54,6 +54,8 @@ export function parseRfc5424(s: string, at: number, origin: Origin, now: number)
     if (s.charCodeAt(sdEnd) !== 32) return undefined;
     message = s.slice(sdEnd + 1);
     if (message.charCodeAt(0) === 0xfeff) message = message.slice(1);
+    // rsyslog's RFC 5424 templates forward "%msg%" with the blank that followed the BSD tag.
+    if (message.charCodeAt(0) === 32) message = message.replace(/^ +/, '');
   }
   const nil = (v: string): string => (v === '-' ? '' : v);
   const pid = /^\d{1,10}$/.test(proc[0]) ? Number(proc[0]) : undefined;

@@ -21,42 +21,47 @@ function sticky(re: RegExp, s: string, at: number): RegExpExecArray | null {
   return re.exec(s);
 }
 
-interface Tag { program: string; pid?: number; end: number }
-
 const isDigit = (c: number): boolean => c >= 48 && c <= 57;
 
+// tagAt's results. Module state instead of a returned object: this runs once per line, and the
+// parse stage is synchronous, so nothing can interleave.
+let tagNameEnd = 0;
+let tagPid = -1;
+let tagEnd = 0;
+
 /**
- * A tag at `at`: `prog: `, `prog[123]: `, `prog [123]: ` (SOGo), `prog(123): ` (Dovecot's own log),
- * with no blanks, brackets, parentheses or colons in the name. Scanned by hand: this runs per line.
+ * Whether a tag starts at `at`: `prog: `, `prog[123]: `, `prog [123]: ` (SOGo), `prog(123): `
+ * (Dovecot's own log), with no blanks, brackets, parentheses or colons in the name. Scanned by hand.
  */
-function tagAt(s: string, at: number): Tag | undefined {
+function tagAt(s: string, at: number): boolean {
   const n = Math.min(s.length, at + 128);
   let i = at;
   for (; i < n; i++) {
     const c = s.charCodeAt(i);
     if (c === 32 || c === 58 || c === 91 || c === 93 || c === 40 || c === 41 || c === 9) break;
   }
-  if (i === at) return undefined;
-  const nameEnd = i;
-  let pid = -1;
+  if (i === at) return false;
+  tagNameEnd = i;
+  tagPid = -1;
   let c = s.charCodeAt(i);
   if (c === 32 && s.charCodeAt(i + 1) === 91) c = s.charCodeAt(++i);
   if (c === 91 || c === 40) {
     const close = c === 91 ? 93 : 41;
     const d0 = ++i;
-    while (i < d0 + 10 && isDigit(s.charCodeAt(i))) i++;
-    if (i === d0 || s.charCodeAt(i) !== close) return undefined;
-    pid = Number(s.slice(d0, i));
+    let pid = 0;
+    while (i < d0 + 10 && isDigit(s.charCodeAt(i))) pid = pid * 10 + s.charCodeAt(i++) - 48;
+    if (i === d0 || s.charCodeAt(i) !== close) return false;
+    tagPid = pid;
     i++;
   }
-  if (s.charCodeAt(i) !== 58 /* : */) return undefined;
+  if (s.charCodeAt(i) !== 58 /* : */) return false;
   i++;
   if (i < s.length) {
-    if (s.charCodeAt(i) !== 32) return undefined;
+    if (s.charCodeAt(i) !== 32) return false;
     i++;
   }
-  const program = s.slice(at, nameEnd);
-  return pid < 0 ? { program, end: i } : { program, pid, end: i };
+  tagEnd = i;
+  return true;
 }
 
 /**
@@ -89,8 +94,9 @@ let lastTsText = '';
 let lastTsRef = NaN;
 let lastTsTime = NaN;
 
-function bsdTimeCached(text: string, ref: number): number {
-  if (text === lastTsText && ref === lastTsRef) return lastTsTime;
+function bsdTimeCached(s: string, at: number, end: number, ref: number): number {
+  if (ref === lastTsRef && end - at === lastTsText.length && s.startsWith(lastTsText, at)) return lastTsTime;
+  const text = s.slice(at, end);
   BSD_TS.lastIndex = 0;
   const m = BSD_TS.exec(text);
   const t = m ? bsdTime(m, ref) : NaN;
@@ -100,18 +106,21 @@ function bsdTimeCached(text: string, ref: number): number {
   return t;
 }
 
-function event(time: number, host: string, tag: Tag | undefined, message: string, origin: Origin): LogEvent {
-  if (!tag) return { time, host, program: '', message, origin };
-  if (tag.pid === undefined) return { time, host, program: tag.program, message, origin };
-  return { time, host, program: tag.program, pid: tag.pid, message, origin };
+function event(time: number, host: string, program: string, pid: number, message: string, origin: Origin): LogEvent {
+  return pid < 0 ? { time, host, program, message, origin } : { time, host, program, pid, message, origin };
+}
+
+/** The event for a line whose tag tagAt() just found. */
+function tagged(s: string, time: number, host: string, at: number, origin: Origin): LogEvent {
+  return event(time, host, s.slice(at, tagNameEnd), tagPid, s.slice(tagEnd), origin);
 }
 
 /** A line with no syslog header: the daemon's own log format. */
 function headerless(s: string, at: number, origin: Origin, opts: ParseOptions): LogEvent {
   const rest = at === 0 ? s : s.slice(at);
   const lead = leadingTimestamp(rest, opts.now);
-  if (lead) return event(lead.time, '', undefined, rest.slice(lead.end), origin);
-  return event(innerTimestamp(rest) ?? opts.now, '', undefined, rest, origin);
+  if (lead) return event(lead.time, '', '', -1, rest.slice(lead.end), origin);
+  return event(innerTimestamp(rest) ?? opts.now, '', '', -1, rest, origin);
 }
 
 export function parseLine(s: string, origin: Origin, opts: ParseOptions): LogEvent {
@@ -132,7 +141,7 @@ export function parseLine(s: string, origin: Origin, opts: ParseOptions): LogEve
   let m: RegExpExecArray | null;
   const bsd = c >= 65 && c <= 90 ? bsdEnd(s, at) : -1;
   if (bsd > 0) {
-    time = bsdTimeCached(s.slice(at, bsd), opts.now);
+    time = bsdTimeCached(s, at, bsd, opts.now);
     p = bsd;
     hostOptional = true;
   } else if (c >= 48 && c <= 57 && (m = sticky(RFC3339_TS, s, at))) {
@@ -142,8 +151,8 @@ export function parseLine(s: string, origin: Origin, opts: ParseOptions): LogEve
   } else if (c === 64 /* @ */ && (m = sticky(TAI64N_TS, s, at))) {
     // multilog: no host, and the tag is optional.
     const t = tai64nTime(m);
-    const tag = tagAt(s, at + m[0].length);
-    return tag ? event(t, '', tag, s.slice(tag.end), origin) : event(t, '', undefined, s.slice(at + m[0].length), origin);
+    const q = at + m[0].length;
+    return tagAt(s, q) ? tagged(s, t, '', q, origin) : event(t, '', '', -1, s.slice(q), origin);
   } else {
     return headerless(s, at, origin, opts);
   }
@@ -151,18 +160,14 @@ export function parseLine(s: string, origin: Origin, opts: ParseOptions): LogEve
   const fp = s.charCodeAt(p) === 60 ? sticky(FACPRI, s, p) : null;
   if (fp) p += fp[0].length;
   // "date tag: msg" (no host; Dovecot's own log file, some BSD syslogds) before "date host tag: msg".
-  if (hostOptional) {
-    const tag = tagAt(s, p);
-    if (tag) return event(time, '', tag, s.slice(tag.end), origin);
-  }
+  if (hostOptional && tagAt(s, p)) return tagged(s, time, '', p, origin);
   // A host never ends in ':' — "date auth(user,ip)<sess>: Info: ..." is Dovecot's own log, not a host.
   const sp = s.indexOf(' ', p);
   if (sp > p && s.charCodeAt(sp - 1) !== 58) {
     let q = sp + 1;
     while (s.charCodeAt(q) === 32) q++;
-    const tag = tagAt(s, q);
-    if (tag) return event(time, s.slice(p, sp), tag, s.slice(tag.end), origin);
+    if (tagAt(s, q)) return tagged(s, time, s.slice(p, sp), q, origin);
   }
   // A date but no tag: the daemon's own format (e.g. Horde's "date HORDE [error] ..."); keep the rest.
-  return event(time, '', undefined, s.slice(p), origin);
+  return event(time, '', '', -1, s.slice(p), origin);
 }

@@ -77,7 +77,7 @@ export class RuleEngine {
   matchIn(rules: readonly CompiledRule[], ev: LogEvent): Match | undefined {
     const msg = ev.message;
     for (const r of rules) {
-      if (!r.keywords.some((k) => msg.includes(k))) continue;
+      if (!hasKeyword(msg, r.keywords)) continue;
       const m = r.re.exec(msg);
       if (!m) continue;
       const groups = m.groups ?? {};
@@ -93,6 +93,11 @@ export class RuleEngine {
     }
     return undefined;
   }
+}
+
+function hasKeyword(msg: string, keywords: readonly string[]): boolean {
+  for (let i = 0; i < keywords.length; i++) if (msg.includes(keywords[i]!)) return true;
+  return false;
 }
 
 function attemptOf(r: CompiledRule, groups: Record<string, string | undefined>): AttemptInfo {

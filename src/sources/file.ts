@@ -1,6 +1,6 @@
 // A finite source: a log file or stdin, read in large chunks and cut into lines (no readline:
 // it costs more than the whole rule engine). Replay is just this source with the event-time clock.
-import { createReadStream } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import type { Origin, RawRecord, Source } from '../types.js';
 
@@ -32,7 +32,7 @@ export class FileSource implements Source {
   }
 
   async *records(signal: AbortSignal): AsyncIterable<readonly RawRecord[]> {
-    const stream: Readable = this.path === '-' ? this.stdin : createReadStream(this.path, { highWaterMark: this.chunk });
+    const chunks = this.path === '-' ? this.stdin : readChunks(this.path, this.chunk);
     const kind: Origin['kind'] = this.path === '-' ? 'stdin' : 'file';
     const stats = this.stats;
     let carry: Buffer | undefined; // bytes after the last newline of the previous chunk
@@ -54,7 +54,7 @@ export class FileSource implements Source {
       stats.lines = lineNo;
     };
     try {
-      for await (const chunk of stream) {
+      for await (const chunk of chunks) {
         if (signal.aborted) return;
         let b = chunk as Buffer;
         stats.bytes += b.length;
@@ -79,7 +79,25 @@ export class FileSource implements Source {
         if (batch.length) yield batch;
       }
     } finally {
-      if (this.path !== '-') stream.destroy();
+      if (this.path !== '-') await (chunks as AsyncGenerator<Buffer>).return(undefined);
     }
+  }
+}
+
+/**
+ * A regular file's bytes in chunks, read synchronously: a replay has nothing else to do meanwhile,
+ * and a thread-pool round trip per 64 KiB chunk left the CPU idle a tenth of the time.
+ */
+async function* readChunks(path: string, size: number): AsyncGenerator<Buffer> {
+  const fd = openSync(path, 'r');
+  try {
+    for (;;) {
+      const buf = Buffer.allocUnsafe(size);
+      const n = readSync(fd, buf, 0, size, null);
+      if (n === 0) return;
+      yield n === size ? buf : buf.subarray(0, n);
+    }
+  } finally {
+    closeSync(fd);
   }
 }

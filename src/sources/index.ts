@@ -3,3 +3,4 @@ export { SyslogSource, type SyslogListenerConfig, type SyslogTlsConfig, type Sys
 export { JournaldSource, lastCursor, DEFAULT_JOURNAL_FIELDS, type JournaldSourceConfig, type JournaldStats } from './journald.js';
 export { journalFilter, type JournalFilter } from './journal-filter.js';
 export type { PeerCounters } from './peers.js';
+export { FileSource, type FileSourceOptions, type FileSourceStats } from './file.js';

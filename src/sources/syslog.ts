@@ -94,6 +94,8 @@ export class SyslogSource implements Source {
   private server: NetServer | TlsServer | undefined;
   private udp: UdpSocket | undefined;
   private readonly sockets = new Set<Socket>();
+  /** TLS: raw sockets still in their handshake (destroyed on close, so close never waits on them). */
+  private readonly handshaking = new Set<Socket>();
   private isPaused = false;
   private readonly c = {
     received: 0, bytes: 0, denied: 0, oversize: 0, badFrames: 0, dropped: 0,
@@ -169,7 +171,9 @@ export class SyslogSource implements Source {
     this.server = undefined;
     this.udp = undefined;
     for (const s of this.sockets) s.destroy();
+    for (const s of this.handshaking) s.destroy();
     this.sockets.clear();
+    this.handshaking.clear();
     if (srv) await new Promise<void>((r) => srv.close(() => r()));
     if (udp) await new Promise<void>((r) => udp.close(() => r()));
   }
@@ -264,7 +268,12 @@ export class SyslogSource implements Source {
       });
       // 'connection' sees the raw TCP socket before the handshake: refuse strangers there.
       ts.on('connection', (raw: Socket) => {
-        if (!this.admit(raw)) raw.destroy();
+        if (!this.admit(raw)) {
+          raw.destroy();
+          return;
+        }
+        this.handshaking.add(raw);
+        raw.once('close', () => this.handshaking.delete(raw));
       });
       ts.on('secureConnection', (s: TLSSocket) => this.onStream(s, ORIGIN_KIND.tls));
       ts.on('tlsClientError', (_e, s) => {

@@ -20,6 +20,12 @@ export interface DeciderOptions extends DedupeOptions {
   readonly allowlist?: Allowlist;
   /** Tracked keys per policy (LRU bound). Default 1 000 000. */
   readonly maxTracked?: number;
+  /**
+   * Matches kept per tracked key as ban evidence (the last N counted ones). Default 1: only the
+   * match that triggered the ban, because keeping lines per key costs memory the table is built to
+   * avoid; `mailjail check` may ask for `maxretry` to show the lines behind each ban.
+   */
+  readonly keepEvidence?: number;
   /** Written (durably) before `observe`/`ban`/`unban` return their decisions. */
   readonly ledger?: LedgerSink;
 }
@@ -79,6 +85,8 @@ interface PolicyState {
   readonly history: Map<string, number[]>;
   /** `policy NUL ip` → last time an allowlisted hit was reported. */
   readonly allowReported: Map<string, number>;
+  /** slot → last counted matches, only with keepEvidence > 1. */
+  readonly evidence: Map<number, Match[]> | undefined;
 }
 
 const SWEEP_EVERY = 65_536;
@@ -103,6 +111,9 @@ export class Decider {
   /** Ledger entries held back for one group commit at the end of observeBatch. */
   private pending: LedgerEntry[] | undefined;
   private wasOutage = false;
+  private readonly keepEvidence: number;
+  /** Evidence of the ban `count` just decided (handed from count() to observe()). */
+  private lastEvidence: Match[] | undefined;
   private sinceSweep = 0;
   private readonly s = {
     matches: 0, ignored: 0, skippedReplayed: 0, counted: 0, weakCounted: 0, weakIgnored: 0,
@@ -112,6 +123,7 @@ export class Decider {
   constructor(opts: DeciderOptions) {
     if (opts.policies.length === 0) throw new MailjailError('MJ_STATE_POLICY', 'at least one policy is needed');
     this.maxTracked = opts.maxTracked ?? 1_000_000;
+    this.keepEvidence = Math.max(1, Math.floor(opts.keepEvidence ?? 1));
     if (!Number.isInteger(this.maxTracked) || this.maxTracked < 1) throw new MailjailError('MJ_STATE_POLICY', 'maxTracked must be a positive integer');
     for (const p of opts.policies) {
       validatePolicy(p);
@@ -169,7 +181,8 @@ export class Decider {
       if (!policyCounts(st.p, m)) continue;
       const rec = this.count(st, m, n, weak, outage, now);
       if (rec) {
-        (out ??= []).push({ action: 'ban', target: rec.target, until: rec.until, level: rec.level, policy: rec.policy, ruleId: rec.ruleId, evidence: [m] });
+        (out ??= []).push({ action: 'ban', target: rec.target, until: rec.until, level: rec.level, policy: rec.policy, ruleId: rec.ruleId, evidence: this.lastEvidence ?? [m] });
+        this.lastEvidence = undefined;
         entries.push({ t: 'ban', ...rec, through: this.through() });
       }
     }
@@ -212,7 +225,7 @@ export class Decider {
     if (req.bantime !== undefined && !(Number.isFinite(req.bantime) && req.bantime > 0)) throw new MailjailError('MJ_STATE_BANTIME', 'bantime must be > 0 seconds');
     const st = this.stateFor(req.policy ?? MANUAL_POLICY, req.policy === undefined);
     const rec = this.decide(st, target, req.ruleId ?? 'operator', req.now, req.bantime);
-    forgetCounts(st.table, splitCidr(parseCidr(target)!).addr, st.p);
+    forgetCounts(st, splitCidr(parseCidr(target)!).addr);
     this.s.operatorBans++;
     this.ledger?.record([{ t: 'ban', ...rec, through: this.through() }]);
     return [{ action: 'ban', target: rec.target, until: rec.until, level: rec.level, policy: rec.policy, ruleId: rec.ruleId, evidence: [] }];
@@ -226,7 +239,7 @@ export class Decider {
     const entries: LedgerEntry[] = [];
     const addr = splitCidr(parseCidr(target)!).addr;
     for (const st of this.allStates()) {
-      forgetCounts(st.table, addr, st.p);
+      forgetCounts(st, addr);
       // An address inside a banned prefix (the /64 of a policy) lifts that prefix's ban.
       let rec = st.bans.get(target);
       if ((!rec || rec.until <= req.now) && target === addr) rec = st.bans.get(keyOf(addr, st.p));
@@ -366,13 +379,22 @@ export class Decider {
         return undefined;
       }
     }
-    if (slot < 0) slot = st.table.add();
+    if (slot < 0) {
+      slot = st.table.add();
+      st.evidence?.delete(slot); // a reused slot's lines belong to the evicted key
+    }
     // Out-of-order lines (merged sources) are counted at the newest time seen for the key,
     // so the ring stays in time order.
     const t = Math.max(now, st.table.latest(slot));
     st.table.push(slot, t, n, userHash(m.user), !weak);
     this.s.counted += n;
     if (weak) this.s.weakCounted += n;
+    if (st.evidence) {
+      let ev = st.evidence.get(slot);
+      if (!ev) st.evidence.set(slot, (ev = []));
+      ev.push(m);
+      if (ev.length > this.keepEvidence) ev.shift();
+    }
     const since = t - st.window;
     if (st.table.countSince(slot, since) < st.p.maxretry) return undefined;
     if (st.p.distinctUsers !== undefined && st.table.distinctUsersSince(slot, since) < st.p.distinctUsers) return undefined;
@@ -380,6 +402,10 @@ export class Decider {
     // Never let a prefix ban cover an allowlisted address: fall back to the offending address.
     if (target !== m.ip && this.allowlist?.overlaps(target as Cidr)) target = m.ip;
     st.table.forget(slot);
+    if (st.evidence) {
+      this.lastEvidence = st.evidence.get(slot);
+      st.evidence.delete(slot);
+    }
     this.s.bans++;
     return this.decide(st, target, m.ruleId, t);
   }
@@ -469,6 +495,7 @@ export class Decider {
       p, window: p.findtime * 1000, historyMs: historyWindow(p) * 1000,
       table: new SlotTable(p.maxretry, max, p.distinctUsers !== undefined),
       bans: new Map(), history: new Map(), allowReported: new Map(),
+      evidence: this.keepEvidence > 1 ? new Map() : undefined,
     };
   }
 
@@ -560,10 +587,12 @@ function sameCounting(a: Policy, b: Policy): boolean {
 }
 
 /** Forgets the counts of the key that holds `addr` under `p`. */
-function forgetCounts(table: SlotTable, addr: Ip, p: Policy): void {
-  loadKey(table.key, addr, p);
-  const slot = table.peek();
-  if (slot >= 0) table.forget(slot);
+function forgetCounts(st: PolicyState, addr: Ip): void {
+  loadKey(st.table.key, addr, st.p);
+  const slot = st.table.peek();
+  if (slot < 0) return;
+  st.table.forget(slot);
+  st.evidence?.delete(slot);
 }
 
 /** Operator input → canonical Ip (full-length) or Cidr. */

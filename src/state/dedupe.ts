@@ -16,9 +16,9 @@ export interface DedupeOptions {
   readonly outageAddresses?: number;
   /** ... within this many ms mean an outage on our side. Defaults 3 and 60 s. */
   readonly outageWindowMs?: number;
-  /** Sessions remembered (LRU). Default 100 000. */
+  /** Sessions remembered (LRU). Default 20 000 (sessions only matter for the minutes a login lasts). */
   readonly maxSessions?: number;
-  /** Addresses with unpaired lines remembered. Default 100 000. */
+  /** Addresses with unpaired lines remembered (LRU). Default 20 000. */
   readonly maxUnpaired?: number;
 }
 
@@ -40,13 +40,15 @@ export class Deduper {
   private readonly summaryWindow: number;
   private readonly outageAddresses: number;
   private readonly outageWindow: number;
-  private readonly maxUnpaired: number;
   /** ip + NUL + session → attempts counted for that session. */
   private readonly sessions: LRUCache<string, number>;
-  /** ip → unpaired lines, oldest first. */
-  private readonly unpaired = new Map<Ip, Unpaired[]>();
-  /** ip → time of its last weak line, in time order (re-inserted on update). */
-  private readonly weakSeen = new Map<Ip, number>();
+  /** ip → unpaired lines, oldest first (LRU-bounded: O(1) eviction, unlike a Map used as a FIFO). */
+  private readonly unpaired: LRUCache<Ip, Unpaired[]>;
+  /**
+   * The most recent distinct addresses with a weak line and its time, newest first, at most
+   * `outageAddresses` of them: there is an outage exactly when all of them are inside the window.
+   */
+  private readonly weakRecent: { ip: Ip; time: number }[] = [];
   private outageNow = false;
   readonly stats: DedupeStats = { absorbed: 0, sessionsEvicted: 0, outages: 0 };
 
@@ -55,9 +57,9 @@ export class Deduper {
     this.summaryWindow = o.summaryWindowMs ?? 300_000;
     this.outageAddresses = o.outageAddresses ?? 3;
     this.outageWindow = o.outageWindowMs ?? 60_000;
-    this.maxUnpaired = o.maxUnpaired ?? 100_000;
+    this.unpaired = new LRUCache<Ip, Unpaired[]>({ max: o.maxUnpaired ?? 20_000 });
     this.sessions = new LRUCache<string, number>({
-      max: o.maxSessions ?? 100_000,
+      max: o.maxSessions ?? 20_000,
       dispose: (_v, _k, reason) => {
         if (reason === 'evict') this.stats.sessionsEvicted++;
       },
@@ -94,13 +96,12 @@ export class Deduper {
 
   /** Records a weak line and says whether an outage (many addresses failing weakly) is in progress. */
   weakOutage(ip: Ip, now: number): boolean {
-    this.weakSeen.delete(ip);
-    this.weakSeen.set(ip, now);
-    for (const [k, t] of this.weakSeen) {
-      if (t >= now - this.outageWindow && this.weakSeen.size <= 10_000) break;
-      this.weakSeen.delete(k);
-    }
-    const outage = this.weakSeen.size >= this.outageAddresses;
+    const r = this.weakRecent;
+    const i = r.findIndex((e) => e.ip === ip);
+    if (i >= 0) r.splice(i, 1);
+    r.unshift({ ip, time: now });
+    if (r.length > this.outageAddresses) r.length = this.outageAddresses;
+    const outage = r.length >= this.outageAddresses && now - r[r.length - 1]!.time <= this.outageWindow;
     if (outage && !this.outageNow) this.stats.outages++;
     this.outageNow = outage;
     return outage;
@@ -115,18 +116,11 @@ export class Deduper {
     const list = this.prune(ip, now);
     const i = list.findIndex((u) => u.group === group && u.side !== side && Math.abs(now - u.time) <= this.pairWindow);
     if (i >= 0) {
-      list.splice(i, 1);
-      if (list.length === 0) this.unpaired.delete(ip);
+      list.splice(i, 1); // an emptied list stays cached: lru-cache's delete of its last entry is O(max)
       return 0;
     }
     list.push({ group, side, time: now });
-    if (list.length === 1) {
-      this.unpaired.set(ip, list);
-      if (this.unpaired.size > this.maxUnpaired) {
-        const oldest = this.unpaired.keys().next().value;
-        if (oldest !== undefined) this.unpaired.delete(oldest);
-      }
-    }
+    if (list.length === 1) this.unpaired.set(ip, list);
     return 1;
   }
 
@@ -140,7 +134,6 @@ export class Deduper {
         got++;
       } else i++;
     }
-    if (list.length === 0) this.unpaired.delete(ip);
     return got;
   }
 

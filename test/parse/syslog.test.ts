@@ -47,6 +47,8 @@ test('RFC 3339 syslog and RFC 5424', () => {
   const b = p('<38>1 2024-11-04T00:00:01.5Z mx1.example.com postfix/smtpd 1234 - [meta x="a\\]b" y="\\"q"][t@1 z="1"] \uFEFFwarning: y');
   assert.deepEqual([b.host, b.program, b.pid, b.message], ['mx1.example.com', 'postfix/smtpd', 1234, 'warning: y']);
   assert.equal(iso(b.time), '2024-11-04T00:00:01.500Z');
+  const r = p('<38>1 2024-11-04T00:00:01Z mx1 postfix - - -  warning: rsyslog keeps the blank');
+  assert.deepEqual([r.program, r.message], ['postfix', 'warning: rsyslog keeps the blank']);
   const c = p('<13>1 - - - - - -');
   assert.deepEqual([c.host, c.program, c.message], ['', '', '']);
 });

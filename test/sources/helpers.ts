@@ -1,9 +1,21 @@
 // Shared helpers for the sources tests: collecting records, a throwaway CA, waiting on binaries.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RawRecord, Source } from '../../src/types.js';
+
+const tempDirs: string[] = [];
+process.once('exit', () => {
+  for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
+});
+
+/** A temp dir removed when the test process exits. */
+export function tempDir(prefix: string): string {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.push(d);
+  return d;
+}
 
 export function which(bin: string): string | undefined {
   for (const dir of ['/usr/sbin', '/usr/bin', '/sbin', '/bin', '/lib/systemd', '/usr/lib/systemd']) {
@@ -56,7 +68,7 @@ export interface TestPki {
 
 /** A test CA with a server cert for localhost/127.0.0.1/::1 and a client cert, made by openssl. */
 export function makePki(): TestPki {
-  const dir = mkdtempSync(join(tmpdir(), 'mj-pki-'));
+  const dir = tempDir('mj-pki-');
   const p = (f: string): string => join(dir, f);
   const ossl = (...args: string[]): void => {
     execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });

@@ -5,27 +5,23 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseRecord } from '../../src/parse/index.js';
 import { SyslogSource, type SyslogListenerConfig } from '../../src/sources/syslog.js';
 import type { RawRecord } from '../../src/types.js';
-import { collect, ensureJournald, isRoot, makePki, sleep, texts, which } from './helpers.js';
+import { collect, ensureJournald, isRoot, makePki, sleep, tempDir, texts, which } from './helpers.js';
 
 const RSYSLOGD = which('rsyslogd');
 const LOGGER = which('logger');
 const procs: ChildProcess[] = [];
-const dirs: string[] = [];
 
 after(() => {
   for (const p of procs) if (p.exitCode === null) p.kill('SIGTERM');
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
 async function rsyslog(conf: (dir: string) => string): Promise<{ dir: string; sock: string }> {
-  const dir = mkdtempSync(join(tmpdir(), 'mj-rsyslog-'));
-  dirs.push(dir);
+  const dir = tempDir('mj-rsyslog-');
   const sock = join(dir, 'log');
   const head = `global(workDirectory="${dir}")\nmodule(load="imuxsock" SysSock.Use="off")\ninput(type="imuxsock" Socket="${sock}")\n`;
   writeFileSync(join(dir, 'rsyslog.conf'), head + conf(dir));
@@ -88,7 +84,6 @@ test('rsyslog omfwd over TLS (gtls, x509/name) with a client certificate from ou
     return t.skip('SKIP: rsyslog-gnutls not installed');
   }
   const pki = makePki();
-  dirs.push(pki.dir);
   const { src, port } = await listener({
     protocol: 'tls',
     tls: { certFile: pki.serverCert, keyFile: pki.serverKey, caFile: pki.ca, requireClientCert: true },

@@ -354,3 +354,38 @@ test('an address banned by one policy (or the operator) is not counted or re-ban
   for (let i = 0; i < 10; i++) out.push(...d.observe(match('192.0.2.90', T0 + s(60) + i), T0 + s(60) + i));
   assert.equal(out.length, 2);
 });
+
+test('outage detection: two addresses are not an outage, three within 60 s are, and it ends when they stop', () => {
+  const d = new Decider({ policies: [P] });
+  const weak = { weak: true } as const;
+  d.observe(match('192.0.2.1', T0), T0); // a definite failure, so its weak lines can count
+  d.observe(match('192.0.2.2', T0 + s(1), { attempt: weak }), T0 + s(1));
+  d.observe(match('192.0.2.1', T0 + s(2), { attempt: weak }), T0 + s(2));
+  assert.equal(d.stats().outage, false);
+  assert.equal(d.stats().weakCounted, 1);
+  d.observe(match('192.0.2.3', T0 + s(61), { attempt: weak }), T0 + s(61)); // .2 is 60 s old: still inside
+  assert.equal(d.stats().outage, true);
+  d.observe(match('192.0.2.1', T0 + s(61), { attempt: weak }), T0 + s(61));
+  assert.equal(d.stats().weakCounted, 1, 'not counted during the outage');
+  d.observe(match('192.0.2.1', T0 + s(200)), T0 + s(200));
+  d.observe(match('192.0.2.1', T0 + s(201), { attempt: weak }), T0 + s(201));
+  assert.equal(d.stats().outage, false);
+  assert.equal(d.stats().weakCounted, 2, 'counted again once the outage is over');
+  assert.deepEqual(d.drainEvents().map((e) => e.kind === 'outage' && e.state), ['start', 'end']);
+});
+
+test('evidence: the triggering match by default, the last N counted matches when asked (for check)', () => {
+  const d1 = new Decider({ policies: [P] });
+  let out: BanDecision[] = [];
+  for (let i = 0; i < 5; i++) out = out.concat(d1.observe(match('192.0.2.1', T0 + i, { line: i + 1 }), T0 + i));
+  const b1 = out[0]!;
+  assert.deepEqual(b1.action === 'ban' && b1.evidence.map((m) => m.event.origin.line), [5]);
+  const d2 = new Decider({ policies: [P], keepEvidence: 5, maxTracked: 2 });
+  out = [];
+  for (let i = 0; i < 3; i++) d2.observe(match('192.0.2.2', T0 + i, { line: 100 + i }), T0 + i);
+  d2.observe(match('192.0.2.3', T0 + 5), T0 + 5);
+  d2.observe(match('192.0.2.4', T0 + 6), T0 + 6); // evicts .2: its slot's lines must not leak to .4
+  for (let i = 0; i < 7; i++) out = out.concat(d2.observe(match('192.0.2.4', T0 + 10 + i, { line: i + 1 }), T0 + 10 + i));
+  const b2 = out[0]!;
+  assert.deepEqual(b2.action === 'ban' && b2.evidence.map((m) => `${m.ip}:${m.event.origin.line}`), ['192.0.2.4:undefined', '192.0.2.4:1', '192.0.2.4:2', '192.0.2.4:3', '192.0.2.4:4']);
+});
