@@ -1,0 +1,39 @@
+// The `redis:` section of mailjail.yaml, resolved (see docs/cluster.md).
+export type ClusterRole = 'collector' | 'enforcer' | 'both';
+
+export interface RedisConfig {
+  /** redis://[user:password@]host:port[/db] or rediss:// for TLS. */
+  readonly url: string;
+  /** ACL user and password (override the URL's). */
+  readonly username?: string;
+  readonly password?: string;
+  /** TLS files for rediss:// (CA to trust, client cert/key for mutual TLS). */
+  readonly tls?: { readonly ca?: string; readonly cert?: string; readonly key?: string; readonly servername?: string };
+  /** Key prefix: streams and sets are `<prefix>:decisions` and `<prefix>:bans`. */
+  readonly prefix: string;
+  /** This node's name in stream entries (default: the host name). */
+  readonly node: string;
+  /** Approximate cap on stream length (XADD MAXLEN ~). */
+  readonly streamMaxLen: number;
+  /** Collector: decisions held while Redis is unreachable; past it the oldest are dropped (counted). */
+  readonly maxQueue: number;
+  /** Reconnect backoff (ms). */
+  readonly backoffBaseMs: number;
+  readonly backoffMaxMs: number;
+}
+
+export const REDIS_DEFAULTS = {
+  prefix: 'mailjail',
+  streamMaxLen: 100_000,
+  maxQueue: 100_000,
+  backoffBaseMs: 200,
+  backoffMaxMs: 30_000,
+} as const;
+
+export function streamKey(c: Pick<RedisConfig, 'prefix'>): string {
+  return `${c.prefix}:decisions`;
+}
+
+export function bansKey(c: Pick<RedisConfig, 'prefix'>): string {
+  return `${c.prefix}:bans`;
+}

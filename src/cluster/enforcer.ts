@@ -1,0 +1,264 @@
+// Enforcer side: reads the decisions stream from its own persisted position and applies each
+// batch to the local firewall through the daemon's normal firewall path; only then is the new
+// position (and the cluster bans active here) written. A first start, or a position older than
+// what the stream still holds (trimmed by MAXLEN), starts from a consistent snapshot of the active
+// bans set and the stream's last id. Every target from Redis is re-validated (codec.ts) and checked
+// against the local allowlist before it can reach the firewall. While Redis is unreachable the
+// enforcer keeps what it has and retries with backoff.
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { BanDecision } from '../types.js';
+import { checkUntil, checkWireTarget, compareIds, decode, toDecision, type WireDecision } from './codec.js';
+import { bansKey, streamKey, type RedisConfig } from './config.js';
+import { openRedis } from './connect.js';
+import { loadPosition, savePosition, type EnforcerState } from './position.js';
+
+export interface EnforcerOptions {
+  readonly stateDir: string;
+  /** Applies a batch to the local firewall; resolves once it is in, throws to be retried. */
+  readonly apply: (batch: readonly BanDecision[]) => Promise<void>;
+  /** Local veto (allowlist): a reason to refuse the target, or undefined. */
+  readonly refuse?: (target: string) => string | undefined;
+  /** Skip entries this node published itself (role both: they were applied locally already). */
+  readonly skipOwn?: boolean;
+  readonly now?: () => number;
+  /** XREAD BLOCK time (ms): also how fast stop() is noticed without a disconnect. */
+  readonly blockMs?: number;
+  /** Called per applied entry (latency figures in the bench). */
+  readonly onApplied?: (w: WireDecision, appliedAt: number) => void;
+}
+
+export interface EnforcerStats {
+  applied: number;
+  refused: number;
+  skippedOwn: number;
+  snapshots: number;
+  failures: number;
+  reconnects: number;
+  connected: boolean;
+  position: string;
+  activeBans: number;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms).unref?.());
+
+export class ClusterEnforcer {
+  private readonly redis: Redis;
+  private st: EnforcerState;
+  private stopped = false;
+  private needSync = true;
+  private loop: Promise<void> | undefined;
+  private readonly now: () => number;
+  private connected = false;
+  private everReady = false;
+  private lastRefusedLog = 0;
+  readonly counters = { applied: 0, refused: 0, skippedOwn: 0, snapshots: 0, failures: 0, reconnects: 0 };
+
+  constructor(private readonly cfg: RedisConfig, private readonly log: Logger, private readonly opts: EnforcerOptions) {
+    this.now = opts.now ?? Date.now;
+    // Loaded at construction so the daemon's start-up reconcile already includes cluster bans.
+    this.st = loadPosition(opts.stateDir, this.now()) ?? { id: '', bans: new Map() };
+    this.redis = openRedis(cfg, log, 'enforcer', {
+      onState: (s) => {
+        if (s === 'ready') {
+          if (this.everReady) this.counters.reconnects++;
+          this.everReady = true;
+          this.connected = true;
+        } else if (s === 'down') this.connected = false;
+      },
+    });
+  }
+
+  /** Cluster bans active on this host (target → until ms), for the firewall's reconcile. */
+  activeBans(): ReadonlyMap<string, number> {
+    const now = this.now();
+    for (const [t, u] of this.st.bans) if (u <= now) this.st.bans.delete(t);
+    return this.st.bans;
+  }
+
+  get position(): string {
+    return this.st.id;
+  }
+
+  stats(): EnforcerStats {
+    return { ...this.counters, connected: this.connected, position: this.st.id, activeBans: this.activeBans().size };
+  }
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.redis.disconnect();
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    let attempt = 0;
+    while (!this.stopped) {
+      try {
+        if (this.redis.status !== 'ready') {
+          await sleep(Math.min(this.cfg.backoffMaxMs, 50 * 2 ** Math.min(attempt++, 10)));
+          continue;
+        }
+        if (this.needSync) await this.sync();
+        const res = (await this.redis.xread('COUNT', 1000, 'BLOCK', this.opts.blockMs ?? 2000, 'STREAMS', streamKey(this.cfg), this.st.id)) as
+          | [string, [string, string[]][]][]
+          | null;
+        attempt = 0;
+        const entries = res?.[0]?.[1];
+        if (entries && entries.length > 0) await this.handle(entries);
+      } catch (e) {
+        if (this.stopped) break;
+        this.counters.failures++;
+        this.needSync = true; // after an outage, check the stream was not trimmed past us
+        this.log.debug({ err: (e as Error).message }, 'enforcer read failed; retrying');
+        await sleep(Math.min(this.cfg.backoffMaxMs, this.cfg.backoffBaseMs * 2 ** Math.min(attempt++, 16)));
+      }
+    }
+  }
+
+  /**
+   * Decides between "go on from our position" and "start from a snapshot": a snapshot when there
+   * is no position yet, or when entries after our position may be gone (the stream's first entry
+   * is newer than our position, or it is empty but has had newer entries — trimmed by MAXLEN, or
+   * Redis lost its data). A needless snapshot is cheap: only bans we do not hold are applied.
+   */
+  private async sync(): Promise<void> {
+    let gap = this.st.id === '';
+    if (!gap) {
+      const info = await this.streamInfo();
+      if (info) {
+        const first = info.first ?? info.last;
+        gap = compareIds(first, this.st.id) > 0 && (info.first !== undefined || compareIds(info.last, this.st.id) > 0);
+        if (gap) this.log.warn({ position: this.st.id, first }, 'entries after our stream position are gone (trimmed, or redis lost data): resyncing from the active bans snapshot');
+      }
+    }
+    if (gap) await this.snapshot();
+    this.needSync = false;
+  }
+
+  /** XINFO STREAM: first entry id (if any) and last generated id; undefined when the stream does not exist. */
+  private async streamInfo(): Promise<{ first?: string; last: string } | undefined> {
+    let info: unknown[];
+    try {
+      info = (await this.redis.call('XINFO', 'STREAM', streamKey(this.cfg))) as unknown[];
+    } catch (e) {
+      if (/no such key/i.test((e as Error).message)) return undefined;
+      throw e;
+    }
+    const get = (k: string): unknown => info[info.indexOf(k) + 1];
+    const fe = get('first-entry') as [string, string[]] | null | undefined;
+    const last = String(get('last-generated-id') ?? '0-0');
+    return Array.isArray(fe) && typeof fe[0] === 'string' ? { first: fe[0], last } : { last };
+  }
+
+  /**
+   * Loads the active bans set. Only adds: a ban we hold that the snapshot lacks stays until its
+   * own expiry (the kernel times it out) — a Redis that lost its data must not unban a cluster.
+   */
+  private async snapshot(): Promise<void> {
+    const now = this.now();
+    const res = await this.redis.multi()
+      .xrevrange(streamKey(this.cfg), '+', '-', 'COUNT', 1)
+      .call('XINFO', 'STREAM', streamKey(this.cfg))
+      .zrangebyscore(bansKey(this.cfg), String(now), '+inf', 'WITHSCORES')
+      .exec();
+    if (!res) throw new Error('snapshot failed');
+    if (res[0]![0]) throw res[0]![0];
+    if (res[2]![0]) throw res[2]![0];
+    const last = res[0]![1] as [string, string[]][];
+    let id = last[0]?.[0] ?? '0-0';
+    if (!res[1]![0]) {
+      const info = res[1]![1] as unknown[];
+      const lg = info[info.indexOf('last-generated-id') + 1];
+      if (typeof lg === 'string' && compareIds(lg, id) > 0) id = lg;
+    }
+    const flat = res[2]![1] as string[];
+    const batch: BanDecision[] = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) {
+      const t = checkWireTarget(flat[i]!);
+      const u = checkUntil(flat[i + 1]!, now);
+      if ('error' in t || u === undefined) {
+        this.refused(`snapshot: ${'error' in t ? t.error : 'bad expiry'}`);
+        continue;
+      }
+      const veto = this.opts.refuse?.(t.ok);
+      if (veto) {
+        this.refused(`snapshot: ${t.ok}: ${veto}`);
+        continue;
+      }
+      if ((this.st.bans.get(t.ok) ?? 0) >= u) continue;
+      this.st.bans.set(t.ok, u);
+      batch.push({ action: 'ban', target: t.ok, until: u, level: 0, policy: 'cluster', ruleId: 'cluster-snapshot', evidence: [] });
+    }
+    await this.applyRetrying(batch);
+    this.st = { id, bans: this.st.bans };
+    savePosition(this.opts.stateDir, this.st);
+    this.counters.snapshots++;
+    this.counters.applied += batch.length;
+    this.log.info({ applied: batch.length, bans: this.st.bans.size, position: id }, 'cluster bans loaded from the redis snapshot');
+  }
+
+  private async handle(entries: [string, string[]][]): Promise<void> {
+    const now = this.now();
+    const batch: BanDecision[] = [];
+    const wires: WireDecision[] = [];
+    for (const [, fields] of entries) {
+      const r = decode(fields, now);
+      if ('error' in r) {
+        this.refused(r.error);
+        continue;
+      }
+      const w = r.ok;
+      if (this.opts.skipOwn && w.node === this.cfg.node) {
+        this.counters.skippedOwn++;
+        continue;
+      }
+      const veto = this.opts.refuse?.(w.target);
+      if (veto) {
+        this.refused(`${w.target}: ${veto}`);
+        continue;
+      }
+      if (w.action === 'ban') {
+        if ((w.until ?? 0) <= now) continue; // over already; the kernel would expire it at once
+        this.st.bans.set(w.target, Math.max(w.until!, this.st.bans.get(w.target) ?? 0));
+      } else this.st.bans.delete(w.target);
+      batch.push(toDecision(w));
+      wires.push(w);
+    }
+    await this.applyRetrying(batch);
+    this.st = { id: entries[entries.length - 1]![0], bans: this.st.bans };
+    savePosition(this.opts.stateDir, this.st);
+    this.counters.applied += batch.length;
+    if (this.opts.onApplied) {
+      const t = Date.now();
+      for (const w of wires) this.opts.onApplied(w, t);
+    }
+  }
+
+  private async applyRetrying(batch: readonly BanDecision[]): Promise<void> {
+    if (batch.length === 0) return;
+    let attempt = 0;
+    for (;;) {
+      try {
+        await this.opts.apply(batch);
+        return;
+      } catch (e) {
+        if (this.stopped) throw e;
+        this.log.warn({ err: (e as Error).message, decisions: batch.length }, 'local firewall did not take cluster decisions; retrying');
+        await sleep(Math.min(this.cfg.backoffMaxMs, this.cfg.backoffBaseMs * 2 ** Math.min(attempt++, 16)));
+      }
+    }
+  }
+
+  private refused(why: string): void {
+    this.counters.refused++;
+    const t = this.now();
+    if (t - this.lastRefusedLog > 10_000) {
+      this.lastRefusedLog = t;
+      this.log.warn({ refused: this.counters.refused, why }, 'refused a cluster decision from redis (invalid or allowlisted)');
+    }
+  }
+}
