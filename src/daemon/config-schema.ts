@@ -156,6 +156,21 @@ export const SCHEMA: Field = {
     },
     metrics: { kind: 'obj', fields: { enabled: { kind: 'bool' }, listen } },
     control: { kind: 'obj', fields: { socket: path } },
+    // Many mail hosts (docs/cluster.md): optional; absent = one host, nothing changes.
+    role: { kind: 'str', enum: ['collector', 'enforcer', 'both'] },
+    redis: {
+      kind: 'obj',
+      fields: {
+        url: str((s) => (/^rediss?:\/\/[^\s]+$/.test(s) ? undefined : 'must be a redis:// or rediss:// URL')),
+        username: { kind: 'str' },
+        password: { kind: 'str' },
+        tls: { kind: 'obj', fields: { ca: path, cert: path, key: path, servername: { kind: 'str' } } },
+        prefix: str((s) => (/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/.test(s) ? undefined : 'must be 1-64 letters, digits, "_", ".", ":" or "-"')),
+        node: str((s) => (NAME.test(s) ? undefined : 'names are 1-63 letters, digits, ".", "_" or "-"')),
+        streamMaxLen: { kind: 'int', min: 1000, max: 100_000_000 },
+        maxQueue: { kind: 'int', min: 1, max: 10_000_000 },
+      },
+    },
   },
 };
 

@@ -1,7 +1,10 @@
 // Loads mailjail.yaml plus conf.d/*.yaml drop-ins (merged in name order, the jail.local habit),
 // validates them strictly against SCHEMA, and resolves defaults into one typed MailjailConfig.
 // Every problem names file:line:col and the key path, so an admin can fix it without guessing.
+import type { ClusterRole, RedisConfig } from '../cluster/config.js';
+import { REDIS_DEFAULTS } from '../cluster/config.js';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument } from 'yaml';
@@ -92,6 +95,10 @@ export interface MailjailConfig {
   readonly firewall: FirewallConfig;
   readonly metrics: { readonly enabled: boolean; readonly host: string; readonly port: number };
   readonly control: { readonly socket: string };
+  /** Cluster role (docs/cluster.md); absent = both (one host). */
+  readonly role?: ClusterRole;
+  /** Redis for ban propagation; absent = no cluster. */
+  readonly redis?: RedisConfig;
 }
 
 export const DEFAULT_PORTS = [25, 465, 587, 110, 995, 143, 993, 4190] as const;
@@ -452,7 +459,8 @@ function resolveMerged(m: Plain, locs: Map<string, Loc>, files: readonly string[
     if (other !== undefined) problem('MJ_CONFIG_VALUE', `sources.${s.name}.listen`, `${id} is already used by source "${other}"`);
     seen.set(id, s.name);
   }
-  if (sources.length === 0 && problems.length === problemsBeforeSources) problem('MJ_CONFIG_MISSING', 'sources', 'no enabled source: add one under "sources"');
+  // An enforcer-only mail host (docs/cluster.md) reads no logs.
+  if (sources.length === 0 && problems.length === problemsBeforeSources && !(m['role'] === 'enforcer' && m['redis'] !== undefined)) problem('MJ_CONFIG_MISSING', 'sources', 'no enabled source: add one under "sources"');
 
   const policies: PolicyConfig[] = [];
   for (const [name, rawPol] of Object.entries(obj(m['policies']))) {
@@ -507,6 +515,34 @@ function resolveMerged(m: Plain, locs: Map<string, Loc>, files: readonly string[
   const st = obj(m['state']);
   const ru = obj(m['rules']);
 
+  const role = (m['role'] as ClusterRole | undefined) ?? 'both';
+  let redis: RedisConfig | undefined;
+  if (m['redis'] !== undefined) {
+    const r = obj(m['redis']);
+    const tls = obj(r['tls']);
+    if (typeof r['url'] !== 'string') problem('MJ_CONFIG_MISSING', 'redis.url', 'the redis section needs a url (redis://host:6379 or rediss://host:6380)');
+    redis = {
+      ...REDIS_DEFAULTS,
+      url: (r['url'] as string | undefined) ?? '',
+      node: (r['node'] as string | undefined) ?? (hostname().replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 63) || 'mailjail'),
+      ...(typeof r['username'] === 'string' ? { username: r['username'] } : {}),
+      ...(typeof r['password'] === 'string' ? { password: r['password'] } : {}),
+      ...(r['tls'] !== undefined ? {
+        tls: {
+          ...(typeof tls['ca'] === 'string' ? { ca: abs('redis.tls.ca', tls['ca']) } : {}),
+          ...(typeof tls['cert'] === 'string' ? { cert: abs('redis.tls.cert', tls['cert']) } : {}),
+          ...(typeof tls['key'] === 'string' ? { key: abs('redis.tls.key', tls['key']) } : {}),
+          ...(typeof tls['servername'] === 'string' ? { servername: tls['servername'] } : {}),
+        },
+      } : {}),
+      ...(typeof r['prefix'] === 'string' ? { prefix: r['prefix'] } : {}),
+      ...(typeof r['streamMaxLen'] === 'number' ? { streamMaxLen: r['streamMaxLen'] } : {}),
+      ...(typeof r['maxQueue'] === 'number' ? { maxQueue: r['maxQueue'] } : {}),
+    };
+  } else if (role !== 'both') {
+    problem('MJ_CONFIG_MISSING', 'role', `role "${role}" needs a redis section (redis: {url: ...})`);
+  }
+
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     files,
@@ -519,6 +555,8 @@ function resolveMerged(m: Plain, locs: Map<string, Loc>, files: readonly string[
     firewall,
     metrics: { enabled: met['enabled'] !== false, ...metricsListen },
     control: { socket: typeof obj(m['control'])['socket'] === 'string' ? abs('control.socket', obj(m['control'])['socket'] as string) : '/run/mailjail/control.sock' },
+    ...(m['role'] !== undefined ? { role } : {}),
+    ...(redis ? { redis } : {}),
   };
 }
 

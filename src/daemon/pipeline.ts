@@ -8,6 +8,8 @@ import type { Logger } from 'pino';
 import { parseRecord } from '../parse/index.js';
 import type { RuleEngine } from '../rules/engine.js';
 import { loadRulePack } from '../rules/pack.js';
+import { ClusterEnforcer } from '../cluster/enforcer.js';
+import { ClusterPublisher } from '../cluster/publisher.js';
 import { loadAllowlist } from '../state/allowlist.js';
 import { Decider } from '../state/decider.js';
 import { Ledger } from '../state/ledger.js';
@@ -196,10 +198,16 @@ export class Daemon implements ControlHandlers {
   private stopping: Promise<void> | undefined;
   private reloading: Promise<ReloadResult> | undefined;
   private readonly counters = { lines: 0, parseErrors: 0, matches: 0 };
+  /** Cluster mode (docs/cluster.md): decisions out to Redis, and Redis decisions into our firewall. */
+  private readonly publisher: ClusterPublisher | undefined;
+  private readonly enforcer: ClusterEnforcer | undefined;
 
   private constructor(
     private readonly deps: DaemonDeps,
-    init: { config: MailjailConfig; engine: RuleEngine; decider: Decider; allow: SwappableAllowlist; ledger: Ledger; backend: FirewallBackend },
+    init: {
+      config: MailjailConfig; engine: RuleEngine; decider: Decider; allow: SwappableAllowlist; ledger: Ledger; backend: FirewallBackend;
+      publisher?: ClusterPublisher | undefined; enforcer?: ClusterEnforcer | undefined;
+    },
   ) {
     this.log = deps.log;
     this.metrics = deps.metrics;
@@ -212,9 +220,16 @@ export class Daemon implements ControlHandlers {
     this.decider = init.decider;
     this.allow = init.allow;
     this.ledger = init.ledger;
+    this.publisher = init.publisher;
+    this.enforcer = init.enforcer;
     this.sink = new FirewallSink(init.backend, deps.metrics, deps.log, {
-      // Read live: after a policy reload the decider is a new one.
-      activeBans: () => new Map(this.decider.activeBans(this.now()).map((b) => [b.target, b.until])),
+      // Read live: after a policy reload the decider is a new one. Cluster bans applied here
+      // (from Redis) belong in the kernel too, so reconcile and recovery keep them.
+      activeBans: () => {
+        const m = new Map<string, number>(this.decider.activeBans(this.now()).map((b) => [b.target, b.until]));
+        for (const [t, u] of this.enforcer?.activeBans() ?? []) if ((m.get(t) ?? 0) < u) m.set(t, u);
+        return m;
+      },
       ...(deps.firewallCheckMs !== undefined ? { checkIntervalMs: deps.firewallCheckMs } : {}),
     });
     this.evidence = new EvidenceLog(Math.max(...init.config.policies.map((p) => p.findtime)));
@@ -226,6 +241,29 @@ export class Daemon implements ControlHandlers {
         for (const [k, v] of Object.entries(sourceStats(r.current) ?? {})) g.set({ source: r.name, stat: k }, v);
       }
     });
+    if (this.publisher || this.enforcer) {
+      this.metrics.gauge('mailjail_cluster_stat', 'Redis cluster link figures (published, queued, dropped, applied, refused, reconnects, connected, ...), by link', ['link', 'stat'], (g) => {
+        g.reset();
+        for (const [link, st] of [['publisher', this.publisher?.stats()], ['enforcer', this.enforcer?.stats()]] as const) {
+          for (const [k, v] of Object.entries(st ?? {})) {
+            if (typeof v === 'number' || typeof v === 'boolean') g.set({ link, stat: k }, Number(v));
+          }
+        }
+      });
+    }
+  }
+
+  /** Enforcer → local firewall, through the same sink as our own decisions; resolves once applied. */
+  private async applyCluster(batch: readonly BanDecision[]): Promise<void> {
+    for (const d of batch) this.log.info({ event: `cluster-${d.action}`, target: d.target, ...(d.action === 'ban' ? { until: new Date(d.until).toISOString(), policy: d.policy } : {}) }, `cluster ${d.action} ${d.target}`);
+    await this.sink.push(batch);
+    if (!(await this.sink.settled(batch, 30_000))) throw new MailjailError('MJ_CLUSTER_FW_PENDING', 'the local firewall has not applied the cluster decisions yet');
+  }
+
+  /** Local veto on targets from Redis: this host's allowlist. */
+  private clusterRefuse(target: string): string | undefined {
+    const hit = target.includes('/') ? this.allow.overlaps(target as Cidr) : this.allow.contains(target as Ip);
+    return hit ? 'allowlisted on this host' : undefined;
   }
 
   /**
@@ -256,17 +294,43 @@ export class Daemon implements ControlHandlers {
       throw e;
     }
     let d: Daemon;
+    const role = config.role ?? 'both';
+    let publisher: ClusterPublisher | undefined;
+    let enforcer: ClusterEnforcer | undefined;
     try {
-      const backend = deps.makeFirewall(config.firewall, { log, metrics: deps.metrics });
-      d = new Daemon(deps, { config, engine, decider, allow, ledger, backend });
+      // A pure collector decides and publishes; it does not touch its own kernel.
+      const fwCfg = config.redis && role === 'collector' ? { ...config.firewall, backend: 'dry-run' as const } : config.firewall;
+      const backend = deps.makeFirewall(fwCfg, { log, metrics: deps.metrics });
+      if (config.redis) {
+        const clog = log.child({ component: 'cluster' });
+        if (role !== 'enforcer') publisher = new ClusterPublisher(config.redis, clog);
+        if (role !== 'collector') {
+          let late: Daemon | undefined;
+          enforcer = new ClusterEnforcer(config.redis, clog, {
+            stateDir: config.state.dir,
+            skipOwn: role === 'both',
+            apply: (b) => (late ? late.applyCluster(b) : Promise.reject(new Error('daemon not started'))),
+            refuse: (t) => late?.clusterRefuse(t),
+          });
+          d = new Daemon(deps, { config, engine, decider, allow, ledger, backend, publisher, enforcer });
+          late = d;
+        }
+      }
+      d ??= new Daemon(deps, { config, engine, decider, allow, ledger, backend, publisher, enforcer });
       // healthcheck, ensure, then make the kernel hold exactly the ledger's active bans.
       await d.sink.start();
     } catch (e) {
+      publisher?.close(0).catch(() => {});
+      enforcer?.stop().catch(() => {});
       ledger.close();
       throw e;
     }
+    // After the firewall holds the ledger's and the last known cluster bans: catch up from Redis.
+    enforcer?.start();
     try {
-      d.startSources(config.sources);
+      if (role === 'enforcer' && config.redis) {
+        if (config.sources.length > 0) log.warn({ sources: config.sources.map((s) => s.name) }, 'role enforcer: sources are not read (set role: both to also count here)');
+      } else d.startSources(config.sources);
     } catch (e) {
       await d.stop();
       throw e;
@@ -338,7 +402,10 @@ export class Daemon implements ControlHandlers {
       for (const d of ds) this.logDecision(d, m);
       if (ds.length > 0) (out ??= []).push(...ds);
     }
-    if (out) void this.sink.push(out);
+    if (out) {
+      void this.sink.push(out);
+      this.publisher?.publish(out);
+    }
   }
 
   private logDecision(d: BanDecision, m: Match | undefined): void {
@@ -443,6 +510,7 @@ export class Daemon implements ControlHandlers {
       ...(args.durationMs !== undefined ? { bantime: args.durationMs / 1000 } : {}),
     });
     for (const d of ds) this.logDecision(d, undefined);
+    this.publisher?.publish(ds);
     await this.sink.push(ds);
     if (!(await this.sink.settled(ds, 10_000))) {
       throw new MailjailError('MJ_CTL_FW_PENDING', 'the ban is recorded but the firewall has not applied it yet (it keeps retrying; see the log)');
@@ -455,6 +523,7 @@ export class Daemon implements ControlHandlers {
   async unban(args: { target: Ip | Cidr }): Promise<UnbanResult> {
     const ds = this.decider.unban({ target: args.target, now: this.now() });
     for (const d of ds) this.logDecision(d, undefined);
+    this.publisher?.publish(ds);
     await this.sink.push(ds);
     if (!(await this.sink.settled(ds, 10_000))) {
       throw new MailjailError('MJ_CTL_FW_PENDING', 'the unban is recorded but the firewall has not applied it yet (it keeps retrying; see the log)');
@@ -523,6 +592,7 @@ export class Daemon implements ControlHandlers {
     for (const [what, a, b] of [
       ['firewall', prev.firewall, next.firewall], ['control', prev.control, next.control],
       ['metrics', prev.metrics, next.metrics], ['state.dir', prev.state.dir, next.state.dir],
+      ['redis', prev.redis, next.redis], ['role', prev.role, next.role],
     ] as const) {
       if (JSON.stringify(a) !== JSON.stringify(b)) this.log.warn({ section: what }, `${what} settings changed: they take effect at the next restart`);
     }
@@ -543,6 +613,8 @@ export class Daemon implements ControlHandlers {
     for (const r of this.runners.values()) r.abort();
     const drained = await withTimeout(Promise.all([...this.runners.values()].map((r) => r.loop)), 10_000);
     if (drained === 'timeout') this.log.warn('a source did not stop within 10 s');
+    await this.enforcer?.stop();
+    await this.publisher?.close(5000);
     const left = await this.sink.close(10_000);
     if (left > 0) this.log.warn({ pending: left }, 'firewall did not take every pending decision; they are in the ledger and re-applied at next start');
     try {
