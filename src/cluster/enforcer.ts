@@ -11,7 +11,7 @@ import type { BanDecision } from '../types.js';
 import { checkUntil, checkWireTarget, compareIds, decode, toDecision, type WireDecision } from './codec.js';
 import { bansKey, streamKey, type RedisConfig } from './config.js';
 import { openRedis } from './connect.js';
-import { loadPosition, savePosition, type EnforcerState } from './position.js';
+import { PositionLog, type EnforcerState } from './position.js';
 
 export interface EnforcerOptions {
   readonly stateDir: string;
@@ -45,6 +45,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 export class ClusterEnforcer {
   private readonly redis: Redis;
   private st: EnforcerState;
+  private readonly plog: PositionLog;
   private stopped = false;
   private needSync = true;
   private loop: Promise<void> | undefined;
@@ -57,7 +58,8 @@ export class ClusterEnforcer {
   constructor(private readonly cfg: RedisConfig, private readonly log: Logger, private readonly opts: EnforcerOptions) {
     this.now = opts.now ?? Date.now;
     // Loaded at construction so the daemon's start-up reconcile already includes cluster bans.
-    this.st = loadPosition(opts.stateDir, this.now()) ?? { id: '', bans: new Map() };
+    this.plog = new PositionLog(opts.stateDir);
+    this.st = this.plog.load(this.now()) ?? { id: '', bans: new Map() };
     this.redis = openRedis(cfg, log, 'enforcer', {
       onState: (s) => {
         if (s === 'ready') {
@@ -92,6 +94,7 @@ export class ClusterEnforcer {
     this.stopped = true;
     this.redis.disconnect();
     await this.loop;
+    this.plog.close();
   }
 
   private async run(): Promise<void> {
@@ -195,7 +198,7 @@ export class ClusterEnforcer {
     }
     await this.applyRetrying(batch);
     this.st = { id, bans: this.st.bans };
-    savePosition(this.opts.stateDir, this.st);
+    this.plog.rewrite(id, this.activeBans());
     this.counters.snapshots++;
     this.counters.applied += batch.length;
     this.log.info({ applied: batch.length, bans: this.st.bans.size, position: id }, 'cluster bans loaded from the redis snapshot');
@@ -205,6 +208,8 @@ export class ClusterEnforcer {
     const now = this.now();
     const batch: BanDecision[] = [];
     const wires: WireDecision[] = [];
+    const set = new Map<string, number>();
+    const del = new Set<string>();
     for (const [, fields] of entries) {
       const r = decode(fields, now);
       if ('error' in r) {
@@ -223,14 +228,21 @@ export class ClusterEnforcer {
       }
       if (w.action === 'ban') {
         if ((w.until ?? 0) <= now) continue; // over already; the kernel would expire it at once
-        this.st.bans.set(w.target, Math.max(w.until!, this.st.bans.get(w.target) ?? 0));
-      } else this.st.bans.delete(w.target);
+        const u = Math.max(w.until ?? 0, this.st.bans.get(w.target) ?? 0);
+        this.st.bans.set(w.target, u);
+        set.set(w.target, u);
+        del.delete(w.target);
+      } else {
+        this.st.bans.delete(w.target);
+        set.delete(w.target);
+        del.add(w.target);
+      }
       batch.push(toDecision(w));
       wires.push(w);
     }
     await this.applyRetrying(batch);
     this.st = { id: entries[entries.length - 1]![0], bans: this.st.bans };
-    savePosition(this.opts.stateDir, this.st);
+    this.plog.append(this.st.id, set, [...del], this.st.bans);
     this.counters.applied += batch.length;
     if (this.opts.onApplied) {
       const t = Date.now();
