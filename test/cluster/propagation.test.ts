@@ -7,6 +7,13 @@ import { ClusterPublisher } from '../../src/cluster/publisher.js';
 import { bansKey, streamKey } from '../../src/cluster/config.js';
 import { haveRedis, RedisServer } from './redis-server.js';
 import { ban, Host, quiet, redisCfg, unban, until } from './helpers.js';
+import { ClusterEnforcer } from '../../src/cluster/enforcer.js';
+import { resolveFirewallConfig } from '../../src/firewall/config.js';
+import { IpsetBackend } from '../../src/firewall/ipset.js';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { addNetns, delNetns, kernelSkipReason, nsExec } from '../firewall/netns.js';
 
 const skip = haveRedis() ? undefined : 'redis-server is not installed (apt-get install redis-server)';
 if (skip) console.warn(`SKIPPED cluster propagation tests: ${skip}`);
@@ -179,5 +186,35 @@ test('ACL user and password from config; a wrong password never connects', { ski
     await h.stop();
   } finally {
     await acl.destroy();
+  }
+});
+
+test('ipset in two network namespaces: both mail hosts get the entry in their kernel set', async (t) => {
+  const why = skip ?? kernelSkipReason(['ipset', 'iptables', 'ip6tables']);
+  if (why) { console.warn(`SKIPPED cluster ipset test: ${why}`); t.skip(why); return; }
+  const cfg = cfgFor();
+  const nss = [addNetns('cl'), addNetns('cl')];
+  const es: ClusterEnforcer[] = [];
+  try {
+    for (const ns of nss) {
+      const fw = new IpsetBackend(resolveFirewallConfig({ backend: 'ipset', prefix: 'mjcl', netns: ns }));
+      await fw.ensure();
+      const e = new ClusterEnforcer(cfg, quiet, {
+        stateDir: mkdtempSync(join(tmpdir(), 'mj-enf-')), blockMs: 200,
+        apply: async (b) => { const r = await fw.apply(b); if (r.failed.length) throw r.failed[0]!.error; },
+      });
+      e.start();
+      es.push(e);
+    }
+    const pub = new ClusterPublisher(cfg, quiet);
+    pub.publish([ban('203.0.113.99', Date.now() + H), ban('2001:db8:5::/64', Date.now() + H)]);
+    for (const ns of nss) {
+      await until(() => /203\.0\.113\.99 timeout/.test(nsExec(ns, 'ipset', ['list', 'mjcl-v4'])), 10_000, `ipset entry in ${ns}`);
+      await until(() => /2001:db8:5::\/64 timeout/.test(nsExec(ns, 'ipset', ['list', 'mjcl-v6'])), 10_000, `ipset v6 entry in ${ns}`);
+    }
+    await pub.close();
+  } finally {
+    for (const e of es) await e.stop();
+    for (const ns of nss) delNetns(ns);
   }
 });
