@@ -12,6 +12,7 @@ import { openRedis } from './connect.js';
 
 export interface PublisherStats {
   published: number;
+  republished: number;
   queued: number;
   dropped: number;
   failures: number;
@@ -23,6 +24,11 @@ export interface PublisherOptions {
   readonly now?: () => number;
   /** Entries per MULTI. */
   readonly batch?: number;
+  /**
+   * The collector's active bans, re-published once Redis is back after the queue overflowed, so
+   * the dropped bans reach the enforcers after all (dropped unbans are lost: those bans expire).
+   */
+  readonly activeBans?: () => readonly BanDecision[];
 }
 
 export class ClusterPublisher {
@@ -33,14 +39,18 @@ export class ClusterPublisher {
   private closed = false;
   private readonly now: () => number;
   private readonly batch: number;
+  private readonly activeBans: (() => readonly BanDecision[]) | undefined;
   private lastDropLog = 0;
-  readonly counters = { published: 0, dropped: 0, failures: 0, reconnects: 0 };
+  readonly counters = { published: 0, dropped: 0, republished: 0, failures: 0, reconnects: 0 };
   private connected = false;
   private everReady = false;
+  /** Decisions were dropped since the last re-publish of the active bans. */
+  private lost = false;
 
   constructor(private readonly cfg: RedisConfig, private readonly log: Logger, opts: PublisherOptions = {}) {
     this.now = opts.now ?? Date.now;
     this.batch = opts.batch ?? 500;
+    this.activeBans = opts.activeBans;
     this.redis = openRedis(cfg, log, 'publisher', {
       onState: (s) => {
         if (s === 'ready') {
@@ -70,6 +80,7 @@ export class ClusterPublisher {
     if (over > 0) {
       this.head += over;
       this.counters.dropped += over;
+      this.lost = true;
       const t = this.now();
       if (t - this.lastDropLog > 10_000) {
         this.lastDropLog = t;
@@ -118,6 +129,14 @@ export class ClusterPublisher {
       if (this.head > 4096 && this.head * 2 > this.queue.length) {
         this.queue = this.queue.slice(this.head);
         this.head = 0;
+      }
+      if (this.pending === 0 && this.lost && this.activeBans) {
+        // The queue is through: now make up for what overflowed.
+        this.lost = false;
+        const bans = this.activeBans();
+        this.counters.republished += bans.length;
+        this.log.warn({ bans: bans.length, dropped: this.counters.dropped }, 'redis back after dropping decisions: re-publishing all active bans');
+        this.queue.push(...bans);
       }
     }
   }

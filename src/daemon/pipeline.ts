@@ -297,13 +297,20 @@ export class Daemon implements ControlHandlers {
     const role = config.role ?? 'both';
     let publisher: ClusterPublisher | undefined;
     let enforcer: ClusterEnforcer | undefined;
+    let publisherReady: ((d: Daemon) => void) | undefined;
     try {
       // A pure collector decides and publishes; it does not touch its own kernel.
       const fwCfg = config.redis && role === 'collector' ? { ...config.firewall, backend: 'dry-run' as const } : config.firewall;
       const backend = deps.makeFirewall(fwCfg, { log, metrics: deps.metrics });
       if (config.redis) {
         const clog = log.child({ component: 'cluster' });
-        if (role !== 'enforcer') publisher = new ClusterPublisher(config.redis, clog);
+        if (role !== 'enforcer') {
+          let late: Daemon | undefined;
+          publisher = new ClusterPublisher(config.redis, clog, {
+            activeBans: () => (late ? late.decider.activeBans(late.now()).map((b) => ({ action: 'ban' as const, target: b.target, until: b.until, level: b.level, policy: b.policy, ruleId: b.ruleId, evidence: [] })) : []),
+          });
+          publisherReady = (x) => { late = x; };
+        }
         if (role !== 'collector') {
           let late: Daemon | undefined;
           enforcer = new ClusterEnforcer(config.redis, clog, {
@@ -317,6 +324,7 @@ export class Daemon implements ControlHandlers {
         }
       }
       d ??= new Daemon(deps, { config, engine, decider, allow, ledger, backend, publisher, enforcer });
+      publisherReady?.(d);
       // healthcheck, ensure, then make the kernel hold exactly the ledger's active bans.
       await d.sink.start();
     } catch (e) {

@@ -218,3 +218,27 @@ test('ipset in two network namespaces: both mail hosts get the entry in their ke
     for (const ns of nss) delNetns(ns);
   }
 });
+
+test('queue overflowed during an outage: once redis is back the collector re-publishes its active bans', { skip }, async () => {
+  const own = await RedisServer.start();
+  try {
+    const cfg = redisCfg(own.url, { maxQueue: 3, prefix: `t${++n}` });
+    const now = Date.now();
+    const active = [1, 2, 3, 4, 5].map((i) => ban(`192.0.2.${100 + i}`, now + H));
+    const pub = new ClusterPublisher(cfg, quiet, { activeBans: () => active });
+    const h = new Host();
+    h.start(cfg);
+    await until(() => pub.stats().connected && h.enforcer!.stats().snapshots === 1, 10_000, 'ready');
+    await own.down();
+    await until(() => !pub.stats().connected, 5000, 'down');
+    for (const d of active) pub.publish([d]);
+    assert.equal(pub.stats().dropped, 2);
+    await own.up();
+    await until(async () => (await h.banned()).length === 5, 15_000, 'all five bans after the re-publish');
+    assert.equal(pub.stats().republished, 5);
+    await pub.close();
+    await h.stop();
+  } finally {
+    await own.destroy();
+  }
+});
