@@ -20,6 +20,8 @@ export interface RedisConfig {
   /** Reconnect backoff (ms). */
   readonly backoffBaseMs: number;
   readonly backoffMaxMs: number;
+  /** Collectors count attempts in Redis too, so several collectors count one attacker once. */
+  readonly sharedCounting?: boolean;
 }
 
 export const REDIS_DEFAULTS = {

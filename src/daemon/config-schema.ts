@@ -169,6 +169,7 @@ export const SCHEMA: Field = {
         node: str((s) => (NAME.test(s) ? undefined : 'names are 1-63 letters, digits, ".", "_" or "-"')),
         streamMaxLen: { kind: 'int', min: 1000, max: 100_000_000 },
         maxQueue: { kind: 'int', min: 1, max: 10_000_000 },
+        sharedCounting: { kind: 'bool' },
       },
     },
   },

@@ -538,6 +538,7 @@ function resolveMerged(m: Plain, locs: Map<string, Loc>, files: readonly string[
       ...(typeof r['prefix'] === 'string' ? { prefix: r['prefix'] } : {}),
       ...(typeof r['streamMaxLen'] === 'number' ? { streamMaxLen: r['streamMaxLen'] } : {}),
       ...(typeof r['maxQueue'] === 'number' ? { maxQueue: r['maxQueue'] } : {}),
+      ...(r['sharedCounting'] === true ? { sharedCounting: true } : {}),
     };
   } else if (role !== 'both') {
     problem('MJ_CONFIG_MISSING', 'role', `role "${role}" needs a redis section (redis: {url: ...})`);

@@ -10,6 +10,7 @@ import type { RuleEngine } from '../rules/engine.js';
 import { loadRulePack } from '../rules/pack.js';
 import { ClusterEnforcer } from '../cluster/enforcer.js';
 import { ClusterPublisher } from '../cluster/publisher.js';
+import { SharedCounter, type SharedPolicy } from '../state/redis-counter.js';
 import { loadAllowlist } from '../state/allowlist.js';
 import { Decider } from '../state/decider.js';
 import { Ledger } from '../state/ledger.js';
@@ -85,6 +86,11 @@ export function toStatePolicy(p: PolicyConfig): Policy {
     ipv6Prefix: p.ipv6Prefix,
     ...(p.distinctUsers !== undefined ? { distinctUsers: p.distinctUsers } : {}),
   };
+}
+
+/** Policy thresholds for shared counting (config durations are ms). */
+function sharedPolicies(c: MailjailConfig): Map<string, SharedPolicy> {
+  return new Map(c.policies.map((p) => [p.name, { findtimeMs: p.findtime, maxretry: p.maxretry }]));
 }
 
 /** The numeric part of what a source says about itself (sources may offer `stats()`). */
@@ -201,12 +207,13 @@ export class Daemon implements ControlHandlers {
   /** Cluster mode (docs/cluster.md): decisions out to Redis, and Redis decisions into our firewall. */
   private readonly publisher: ClusterPublisher | undefined;
   private readonly enforcer: ClusterEnforcer | undefined;
+  private readonly counter: SharedCounter | undefined;
 
   private constructor(
     private readonly deps: DaemonDeps,
     init: {
       config: MailjailConfig; engine: RuleEngine; decider: Decider; allow: SwappableAllowlist; ledger: Ledger; backend: FirewallBackend;
-      publisher?: ClusterPublisher | undefined; enforcer?: ClusterEnforcer | undefined;
+      publisher?: ClusterPublisher | undefined; enforcer?: ClusterEnforcer | undefined; counter?: SharedCounter | undefined;
     },
   ) {
     this.log = deps.log;
@@ -222,6 +229,7 @@ export class Daemon implements ControlHandlers {
     this.ledger = init.ledger;
     this.publisher = init.publisher;
     this.enforcer = init.enforcer;
+    this.counter = init.counter;
     this.sink = new FirewallSink(init.backend, deps.metrics, deps.log, {
       // Read live: after a policy reload the decider is a new one. Cluster bans applied here
       // (from Redis) belong in the kernel too, so reconcile and recovery keep them.
@@ -241,10 +249,10 @@ export class Daemon implements ControlHandlers {
         for (const [k, v] of Object.entries(sourceStats(r.current) ?? {})) g.set({ source: r.name, stat: k }, v);
       }
     });
-    if (this.publisher || this.enforcer) {
+    if (this.publisher || this.enforcer || this.counter) {
       this.metrics.gauge('mailjail_cluster_stat', 'Redis cluster link figures (published, queued, dropped, applied, refused, reconnects, connected, ...), by link', ['link', 'stat'], (g) => {
         g.reset();
-        for (const [link, st] of [['publisher', this.publisher?.stats()], ['enforcer', this.enforcer?.stats()]] as const) {
+        for (const [link, st] of [['publisher', this.publisher?.stats()], ['enforcer', this.enforcer?.stats()], ['counter', this.counter?.stats()]] as const) {
           for (const [k, v] of Object.entries(st ?? {})) {
             if (typeof v === 'number' || typeof v === 'boolean') g.set({ link, stat: k }, Number(v));
           }
@@ -258,6 +266,28 @@ export class Daemon implements ControlHandlers {
     for (const d of batch) this.log.info({ event: `cluster-${d.action}`, target: d.target, ...(d.action === 'ban' ? { until: new Date(d.until).toISOString(), policy: d.policy } : {}) }, `cluster ${d.action} ${d.target}`);
     await this.sink.push(batch);
     if (!(await this.sink.settled(batch, 30_000))) throw new MailjailError('MJ_CLUSTER_FW_PENDING', 'the local firewall has not applied the cluster decisions yet');
+  }
+
+  /**
+   * Shared counting: the cluster-wide count of (policy, key) reached maxretry with an attempt this
+   * collector counted. Banned through the state stage like any ban (ledger, escalation), unless the
+   * local count got there too (same attempt) and it is banned already.
+   */
+  private sharedBan(policy: string, key: Ip | Cidr, ruleId: string, count: number): void {
+    if (this.stopping) return;
+    const now = this.now();
+    if (this.decider.activeBans(now).some((b) => b.target === key)) return;
+    let ds: BanDecision[];
+    try {
+      ds = this.decider.ban({ target: key, now, policy, ruleId });
+    } catch (e) {
+      this.warnings.warn(`shared ${key}`, { target: key, err: (e as Error).message }, 'shared count reached maxretry but the ban was refused');
+      return;
+    }
+    this.log.info({ target: key, policy, sharedCount: count }, `shared count of ${key} reached ${count} across collectors`);
+    for (const d of ds) this.logDecision(d, undefined);
+    void this.sink.push(ds);
+    this.publisher?.publish(ds);
   }
 
   /** Local veto on targets from Redis: this host's allowlist. */
@@ -286,10 +316,19 @@ export class Daemon implements ControlHandlers {
     if (badLines > 0) log.warn({ badLines, ledger: ledger.path }, 'ledger had unreadable lines (a torn last write is normal after a crash)');
     let decider: Decider;
     let restored: BanDecision[];
+    // Shared counting (collectors with redis.sharedCounting): the decider tells it every attempt.
+    let counterOwner: Daemon | undefined;
+    const counter = config.redis?.sharedCounting && (config.role ?? 'both') !== 'enforcer'
+      ? new SharedCounter(config.redis, log.child({ component: 'cluster' }), sharedPolicies(config), (p, k, r, c) => counterOwner?.sharedBan(p, k, r, c))
+      : undefined;
     try {
-      decider = new Decider({ policies: config.policies.map(toStatePolicy), allowlist: allow, maxTracked: config.state.maxTracked, ledger });
+      decider = new Decider({
+        policies: config.policies.map(toStatePolicy), allowlist: allow, maxTracked: config.state.maxTracked, ledger,
+        ...(counter ? { onCounted: (e) => counter.note(e) } : {}),
+      });
       restored = decider.restore(state, now);
     } catch (e) {
+      counter?.close();
       ledger.close();
       throw e;
     }
@@ -319,16 +358,18 @@ export class Daemon implements ControlHandlers {
             apply: (b) => (late ? late.applyCluster(b) : Promise.reject(new Error('daemon not started'))),
             refuse: (t) => late?.clusterRefuse(t),
           });
-          d = new Daemon(deps, { config, engine, decider, allow, ledger, backend, publisher, enforcer });
+          d = new Daemon(deps, { config, engine, decider, allow, ledger, backend, publisher, enforcer, counter });
           late = d;
         }
       }
-      d ??= new Daemon(deps, { config, engine, decider, allow, ledger, backend, publisher, enforcer });
+      d ??= new Daemon(deps, { config, engine, decider, allow, ledger, backend, publisher, enforcer, counter });
       publisherReady?.(d);
+      counterOwner = d;
       // healthcheck, ensure, then make the kernel hold exactly the ledger's active bans.
       await d.sink.start();
     } catch (e) {
       publisher?.close(0).catch(() => {});
+      counter?.close();
       enforcer?.stop().catch(() => {});
       ledger.close();
       throw e;
@@ -568,7 +609,12 @@ export class Daemon implements ControlHandlers {
       // Counters of the old policies cannot carry over to different thresholds.
       let decider: Decider;
       try {
-        decider = new Decider({ policies: next.policies.map(toStatePolicy), allowlist: this.allow, maxTracked: next.state.maxTracked, ledger: this.ledger });
+        const counter = this.counter;
+        decider = new Decider({
+          policies: next.policies.map(toStatePolicy), allowlist: this.allow, maxTracked: next.state.maxTracked, ledger: this.ledger,
+          ...(counter ? { onCounted: (e) => counter.note(e) } : {}),
+        });
+        counter?.setPolicies(sharedPolicies(next));
         // Bans and history only: the sources go on where they are, nothing is re-fed, so no
         // counted-through positions (they would make the new decider skip live lines).
         decider.restore({ bans: this.ledger.state().bans, through: {} }, this.now());
@@ -621,6 +667,7 @@ export class Daemon implements ControlHandlers {
     for (const r of this.runners.values()) r.abort();
     const drained = await withTimeout(Promise.all([...this.runners.values()].map((r) => r.loop)), 10_000);
     if (drained === 'timeout') this.log.warn('a source did not stop within 10 s');
+    this.counter?.close();
     await this.enforcer?.stop();
     await this.publisher?.close(5000);
     const left = await this.sink.close(10_000);

@@ -28,6 +28,15 @@ export interface DeciderOptions extends DedupeOptions {
   readonly keepEvidence?: number;
   /** Written (durably) before `observe`/`ban`/`unban` return their decisions. */
   readonly ledger?: LedgerSink;
+  /** Told of every attempt counted, per policy (shared counting across collectors: docs/cluster.md). */
+  readonly onCounted?: (e: CountedAttempt) => void;
+}
+
+export interface CountedAttempt {
+  readonly policy: string;
+  readonly key: Ip | Cidr;
+  readonly n: number;
+  readonly ruleId: string;
 }
 
 export interface DeciderStats {
@@ -115,6 +124,7 @@ export class Decider {
   /** Evidence of the ban `count` just decided (handed from count() to observe()). */
   private lastEvidence: Match[] | undefined;
   private sinceSweep = 0;
+  private readonly onCounted: ((e: CountedAttempt) => void) | undefined;
   private readonly s = {
     matches: 0, ignored: 0, skippedReplayed: 0, counted: 0, weakCounted: 0, weakIgnored: 0,
     whileBanned: 0, allowlistedHits: 0, bans: 0, operatorBans: 0, unbans: 0, eventsDropped: 0,
@@ -135,6 +145,7 @@ export class Decider {
     this.dedupe = new Deduper(opts);
     this.allowlist = opts.allowlist;
     this.ledger = opts.ledger;
+    this.onCounted = opts.onCounted;
   }
 
   /**
@@ -407,6 +418,7 @@ export class Decider {
     st.table.push(slot, t, n, userHash(m.user), !weak);
     this.s.counted += n;
     if (weak) this.s.weakCounted += n;
+    this.onCounted?.({ policy: st.p.name, key: keyOf(m.ip, st.p), n, ruleId: m.ruleId });
     if (st.evidence) {
       let ev = st.evidence.get(slot);
       if (!ev) st.evidence.set(slot, (ev = []));

@@ -108,3 +108,47 @@ test('config: redis section and role are checked; absent section means no cluste
   assert.equal(enf.sources.length, 0);
   assert.throws(() => configFromTexts([{ file: '/x.yaml', text: 'policies: { auth: {} }' }]), /no enabled source/);
 });
+
+test('shared counting: an attack split across two collectors bans at the attempt one collector would, once', { skip }, async () => {
+  const prefix = `sc${Date.now()}`;
+  const yaml = (n: string, shared: boolean) => `role: collector\nredis: { url: "${srv.url}", node: ${n}, prefix: ${prefix}${shared ? ', sharedCounting: true' : ''} }`;
+  // Without shared counting: 3 + 2 attempts on two collectors ban nobody.
+  const run = async (shared: boolean) => {
+    const da = tempDir(), db = tempDir(), de = tempDir();
+    const a = await node(testConfig(da, undefined, yaml(`a${shared}`, shared)));
+    const b = await node(testConfig(db, undefined, yaml(`b${shared}`, shared)));
+    const mx = await node(testConfig(de, undefined, `role: enforcer\nredis: { url: "${srv.url}", node: mx${shared}, prefix: ${prefix} }`));
+    const stat = async (x: typeof a, s: string) => Number(new RegExp(`mailjail_cluster_stat\\{link="counter",stat="${s}"\\} (\\d+)`).exec(await x.metrics.registry.metrics())?.[1] ?? 0);
+    const ip = shared ? '192.0.2.201' : '192.0.2.200';
+    try {
+      if (shared) await waitFor(async () => (await stat(a, 'connected')) === 1 && (await stat(b, 'connected')) === 1, 5000);
+      for (let i = 1; i <= 5; i++) {
+        const c = i % 2 === 1 ? a : b;
+        const before = (await c.daemon.status()).counters['counted'];
+        c.source.push([sasl(ip, i)]);
+        await waitFor(async () => (await c.daemon.status()).counters['counted'] === before! + 1);
+        if (shared) await waitFor(async () => (await stat(a, 'shared')) + (await stat(b, 'shared')) === i, 5000);
+        if (i === 4) {
+          await new Promise((r) => setTimeout(r, 100));
+          assert.equal((await a.daemon.bans()).length + (await b.daemon.bans()).length, 0, 'no ban before the 5th attempt');
+        }
+      }
+      if (!shared) {
+        await new Promise((r) => setTimeout(r, 300));
+        assert.equal((await mx.fw.list()).size, 0);
+        return;
+      }
+      await waitFor(async () => (await mx.fw.list()).has(ip), 10_000);
+      const bans = [...(await a.daemon.bans()), ...(await b.daemon.bans())];
+      assert.equal(bans.length, 1, 'exactly one collector banned');
+      assert.equal(bans[0]!.policy, 'auth');
+      assert.equal((await stat(a, 'thresholds')) + (await stat(b, 'thresholds')), 1);
+    } finally {
+      await a.daemon.stop();
+      await b.daemon.stop();
+      await mx.daemon.stop();
+    }
+  };
+  await run(false);
+  await run(true);
+});
