@@ -88,9 +88,12 @@ export function toStatePolicy(p: PolicyConfig): Policy {
   };
 }
 
-/** Policy thresholds for shared counting (config durations are ms). */
+/**
+ * Policy thresholds for shared counting (config durations are ms). A policy with `distinctUsers`
+ * is left out: the user names are not shared, so it is counted per collector only.
+ */
 function sharedPolicies(c: MailjailConfig): Map<string, SharedPolicy> {
-  return new Map(c.policies.map((p) => [p.name, { findtimeMs: p.findtime, maxretry: p.maxretry }]));
+  return new Map(c.policies.filter((p) => p.distinctUsers === undefined).map((p) => [p.name, { findtimeMs: p.findtime, maxretry: p.maxretry }]));
 }
 
 /** The numeric part of what a source says about itself (sources may offer `stats()`). */

@@ -8,6 +8,7 @@ import { bansKey, streamKey } from '../../src/cluster/config.js';
 import { haveRedis, RedisServer } from './redis-server.js';
 import { ban, Host, quiet, redisCfg, unban, until } from './helpers.js';
 import { ClusterEnforcer } from '../../src/cluster/enforcer.js';
+import { SharedCounter } from '../../src/state/redis-counter.js';
 import { resolveFirewallConfig } from '../../src/firewall/config.js';
 import { IpsetBackend } from '../../src/firewall/ipset.js';
 import { mkdtempSync } from 'node:fs';
@@ -167,7 +168,7 @@ test('an enforcer whose position was trimmed away resyncs from the snapshot', { 
 });
 
 test('ACL user and password from config; a wrong password never connects', { skip }, async () => {
-  const acl = await RedisServer.start(['--user', 'default', 'off', '--user', 'mj', 'on', '>s3cret', '~mailjail:*', '+@read', '+@write', '+@stream', '+@sortedset', '+@transaction', '+info', '+ping', '+client|setname']);
+  const acl = await RedisServer.start(['--user', 'default', 'off', '--user', 'mj', 'on', '>s3cret', '~mailjail:*', '+@read', '+@write', '+@stream', '+@sortedset', '+@transaction', '+@scripting', '+time', '+info', '+ping', '+client|setname']);
   try {
     const ok = redisCfg(acl.url, { username: 'mj', password: 's3cret', prefix: 'mailjail' });
     const h = new Host();
@@ -175,6 +176,12 @@ test('ACL user and password from config; a wrong password never connects', { ski
     const pub = new ClusterPublisher(ok, quiet);
     pub.publish([ban('192.0.2.44', Date.now() + H)]);
     await until(() => h.count('192.0.2.44') === 1, 10_000, 'ban through ACL user');
+    let crossed = 0;
+    const counter = new SharedCounter(ok, quiet, new Map([['auth', { findtimeMs: 60_000, maxretry: 1 }]]), () => crossed++);
+    await until(() => counter.stats().connected);
+    counter.note({ policy: 'auth', key: '192.0.2.46' as never, n: 1, ruleId: 'r' });
+    await until(() => crossed === 1, 5000, 'shared count through the ACL user');
+    counter.close();
     const wrong = new ClusterPublisher({ ...ok, password: 'nope' }, quiet);
     wrong.publish([ban('192.0.2.45', Date.now() + H)]);
     await new Promise((r) => setTimeout(r, 500));
