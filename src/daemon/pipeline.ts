@@ -617,7 +617,6 @@ export class Daemon implements ControlHandlers {
           policies: next.policies.map(toStatePolicy), allowlist: this.allow, maxTracked: next.state.maxTracked, ledger: this.ledger,
           ...(counter ? { onCounted: (e) => counter.note(e) } : {}),
         });
-        counter?.setPolicies(sharedPolicies(next));
         // Bans and history only: the sources go on where they are, nothing is re-fed, so no
         // counted-through positions (they would make the new decider skip live lines).
         decider.restore({ bans: this.ledger.state().bans, through: {} }, this.now());
@@ -626,6 +625,7 @@ export class Daemon implements ControlHandlers {
         throw new MailjailError('MJ_RELOAD_REFUSED', `new policies refused, the old ones keep running: ${(e as Error).message}`);
       }
       this.decider = decider;
+      this.counter?.setPolicies(sharedPolicies(next));
       this.log.warn('policies changed: attempt counters restart; bans and escalation history are kept');
     }
     this.allow.swap(allow);
