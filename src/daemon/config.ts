@@ -40,6 +40,7 @@ export interface SyslogSourceConfig {
   readonly allow: readonly Cidr[];
   readonly maxMessageSize: number;
   readonly maxConnections?: number;
+  readonly maxConnectionsPerPeer?: number;
   readonly idleTimeout?: number;
   readonly tls?: { readonly cert: string; readonly key: string; readonly ca?: string; readonly requireClientCert: boolean };
 }
@@ -438,6 +439,7 @@ function resolveMerged(m: Plain, locs: Map<string, Loc>, files: readonly string[
         allow: (s['allow'] as string[]).map((a) => parseCidr(a)!),
         maxMessageSize: typeof s['maxMessageSize'] === 'number' ? s['maxMessageSize'] : 65536,
         ...(typeof s['maxConnections'] === 'number' ? { maxConnections: s['maxConnections'] } : {}),
+        ...(typeof s['maxConnectionsPerPeer'] === 'number' ? { maxConnectionsPerPeer: s['maxConnectionsPerPeer'] } : {}),
         ...(typeof s['idleTimeout'] === 'number' ? { idleTimeout: s['idleTimeout'] } : {}),
         ...(tls ? { tls } : {}),
       });
