@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument } from 'yaml';
 import type { Document, Node as YNode } from 'yaml';
 import { parseCidr } from '../parse/ip.js';
+import { MANUAL_POLICY } from '../state/decider.js';
 import type { Cidr, RuleClass, Service } from '../types.js';
 import { MailjailError } from '../types.js';
 import { SCHEMA, checkName, durationOf, parseListen, type Field } from './config-schema.js';
@@ -65,7 +66,7 @@ export interface PolicyConfig {
 }
 
 /** Reserved by the state stage for operator bans that name no policy. */
-export const MANUAL_POLICY_NAME = 'manual';
+export const MANUAL_POLICY_NAME = MANUAL_POLICY;
 
 /** Handed to the firewall stage as is (its resolveFirewallConfig fills the rest). */
 export interface FirewallConfig {
