@@ -7,6 +7,8 @@ export interface RedisConfig {
   /** ACL user and password (override the URL's). */
   readonly username?: string;
   readonly password?: string;
+  /** File holding the password (first line), read at start: keeps it out of a readable config. */
+  readonly passwordFile?: string;
   /** TLS files for rediss:// (CA to trust, client cert/key for mutual TLS). */
   readonly tls?: { readonly ca?: string; readonly cert?: string; readonly key?: string; readonly servername?: string };
   /** Key prefix: streams and sets are `<prefix>:decisions` and `<prefix>:bans`. */

@@ -29,6 +29,7 @@ export function redisOptions(cfg: RedisConfig): RedisOptions {
     retryStrategy: (times: number) => Math.min(cfg.backoffMaxMs, cfg.backoffBaseMs * 2 ** Math.min(times - 1, 16)),
     ...(cfg.username !== undefined ? { username: cfg.username } : {}),
     ...(cfg.password !== undefined ? { password: cfg.password } : {}),
+    ...(cfg.passwordFile !== undefined ? { password: readFileSync(cfg.passwordFile, 'utf8').split(/\r?\n/)[0] ?? '' } : {}),
     ...(tls ? { tls } : {}),
   };
 }

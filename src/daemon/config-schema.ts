@@ -165,6 +165,7 @@ export const SCHEMA: Field = {
         url: str((s) => (/^rediss?:\/\/[^\s]+$/.test(s) ? undefined : 'must be a redis:// or rediss:// URL')),
         username: { kind: 'str' },
         password: { kind: 'str' },
+        passwordFile: path,
         tls: { kind: 'obj', fields: { ca: path, cert: path, key: path, servername: { kind: 'str' } } },
         prefix: str((s) => (/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/.test(s) ? undefined : 'must be 1-64 letters, digits, "_", ".", ":" or "-"')),
         node: str((s) => (NAME.test(s) ? undefined : 'names are 1-63 letters, digits, ".", "_" or "-"')),

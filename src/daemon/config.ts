@@ -530,6 +530,7 @@ function resolveMerged(m: Plain, locs: Map<string, Loc>, files: readonly string[
       node: (r['node'] as string | undefined) ?? (hostname().replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 63) || 'mailjail'),
       ...(typeof r['username'] === 'string' ? { username: r['username'] } : {}),
       ...(typeof r['password'] === 'string' ? { password: r['password'] } : {}),
+      ...(typeof r['passwordFile'] === 'string' ? { passwordFile: abs('redis.passwordFile', r['passwordFile']) } : {}),
       ...(r['tls'] !== undefined ? {
         tls: {
           ...(typeof tls['ca'] === 'string' ? { ca: abs('redis.tls.ca', tls['ca']) } : {}),

@@ -102,6 +102,8 @@ test('config: redis section and role are checked; absent section means no cluste
   const tls = configFromTexts([{ file: '/etc/mailjail/mailjail.yaml', text: `policies: { auth: {} }\nsources: { j: { type: journald } }\nredis: { url: "rediss://r:6380", username: mj, password: pw, tls: { ca: ./ca.pem } }` }]);
   assert.equal(tls.redis?.tls?.ca, '/etc/mailjail/ca.pem');
   assert.equal(tls.redis?.username, 'mj');
+  const pf = configFromTexts([{ file: '/etc/mailjail/mailjail.yaml', text: 'policies: { auth: {} }\nsources: { j: { type: journald } }\nredis: { url: "redis://r", passwordFile: ./redis.pass }' }]);
+  assert.equal(pf.redis?.passwordFile, '/etc/mailjail/redis.pass');
   // An enforcer-only mail host needs no sources.
   const enf = configFromTexts([{ file: '/etc/mailjail/mailjail.yaml', text: 'role: enforcer\npolicies: { auth: {} }\nredis: { url: "redis://10.0.0.5:6379" }' }]);
   assert.equal(enf.role, 'enforcer');

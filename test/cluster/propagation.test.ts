@@ -11,7 +11,7 @@ import { ClusterEnforcer } from '../../src/cluster/enforcer.js';
 import { SharedCounter } from '../../src/state/redis-counter.js';
 import { resolveFirewallConfig } from '../../src/firewall/config.js';
 import { IpsetBackend } from '../../src/firewall/ipset.js';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { addNetns, delNetns, kernelSkipReason, nsExec } from '../firewall/netns.js';
@@ -182,6 +182,14 @@ test('ACL user and password from config; a wrong password never connects', { ski
     counter.note({ policy: 'auth', key: '192.0.2.46' as never, n: 1, ruleId: 'r' });
     await until(() => crossed === 1, 5000, 'shared count through the ACL user');
     counter.close();
+    // The password from a file (first line) instead of the config.
+    const pwFile = join(mkdtempSync(join(tmpdir(), 'mj-pw-')), 'redis.pass');
+    writeFileSync(pwFile, 's3cret\n', { mode: 0o600 });
+    const { password: _pw, ...noPw } = ok;
+    const fromFile = new ClusterPublisher({ ...noPw, passwordFile: pwFile }, quiet);
+    fromFile.publish([ban('192.0.2.47', Date.now() + H)]);
+    await until(() => h.count('192.0.2.47') === 1, 10_000, 'ban with the password from a file');
+    await fromFile.close();
     const wrong = new ClusterPublisher({ ...ok, password: 'nope' }, quiet);
     wrong.publish([ban('192.0.2.45', Date.now() + H)]);
     await new Promise((r) => setTimeout(r, 500));
