@@ -129,6 +129,7 @@ export async function runCheck(files: string[], opts: CheckOptions, out: NodeJS.
     s.oversize += src.stats.oversize;
   }
   progress?.done();
+  sumPerRule(s);
   s.invalidCaptures = engine.stats.invalidCaptures;
   s.seconds = Number(process.hrtime.bigint() - started) / 1e9;
   if (opts.json) w.write(`${JSON.stringify({ summary: jsonSummary(s) })}\n`);
@@ -142,8 +143,6 @@ function tally(s: CheckSummary, m: Match): void {
   const r = s.perRule.get(m.ruleId);
   if (r) r.n++;
   else s.perRule.set(m.ruleId, { n: 1, service: m.service, cls: m.class });
-  s.perService.set(m.service, (s.perService.get(m.service) ?? 0) + 1);
-  s.perClass.set(m.class, (s.perClass.get(m.class) ?? 0) + 1);
   if (m.class !== 'auth') return;
   const o = s.offenders.get(m.ip);
   if (o) {
@@ -151,6 +150,19 @@ function tally(s: CheckSummary, m: Match): void {
     o.last = m.event.time;
     o.rules.add(m.ruleId);
   } else s.offenders.set(m.ip, { ip: m.ip, lines: 1, first: m.event.time, last: m.event.time, rules: new Set([m.ruleId]) });
+}
+
+/**
+ * Per-service and per-class totals from the per-rule ones (a rule has one service and one class),
+ * once at the end instead of two map updates per match. perRule is in order of each rule's first
+ * match, so the first rule of a service seen here holds that service's first match: the totals
+ * come out in the same order as counting them per match would give.
+ */
+function sumPerRule(s: CheckSummary): void {
+  for (const v of s.perRule.values()) {
+    s.perService.set(v.service, (s.perService.get(v.service) ?? 0) + v.n);
+    s.perClass.set(v.cls, (s.perClass.get(v.cls) ?? 0) + v.n);
+  }
 }
 
 const iso = (t: number): string => (Number.isFinite(t) ? new Date(t).toISOString() : '');
