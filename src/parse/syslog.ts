@@ -3,8 +3,10 @@
 // only rules marked `files: true` look at.
 import type { LogEvent, Origin } from '../types.js';
 import {
-  BSD_TS, RFC3339_TS, TAI64N_TS, bsdTime, innerTimestamp, leadingTimestamp, rfc3339Time, tai64nTime,
+  BSD_TS, RFC3339_TS, TAI64N_TS, bsdTime, innerTimestamp, leadingTimestamp, minuteTime, monthIndex, rfc3339Time,
+  tai64nTime, yearlessMinute,
 } from './timestamp.js';
+import type { YearlessMinute } from './timestamp.js';
 import { parseRfc5424 } from './rfc5424.js';
 
 /** `<PRI>` at the start of a network syslog message. */
@@ -64,6 +66,11 @@ function tagAt(s: string, at: number): boolean {
   return true;
 }
 
+// bsdEnd's results besides its return value: where the seconds digits are, and whether the date is
+// the plain `Mmm dd hh:mm:ss` (no fraction, no year) that bsdTimeCached can take by the minute.
+let bsdSecAt = 0;
+let bsdPlain = false;
+
 /**
  * End of a BSD timestamp `Mmm dd hh:mm:ss` (day space-padded or not, optional fraction and year)
  * and the blanks after it, or -1. Scanned by hand; the time itself is computed by bsdTimeCached.
@@ -81,9 +88,11 @@ function bsdEnd(s: string, at: number): number {
   if (!(isDigit(s.charCodeAt(p)) && isDigit(s.charCodeAt(p + 1)) && s.charCodeAt(p + 2) === 58 &&
     isDigit(s.charCodeAt(p + 3)) && isDigit(s.charCodeAt(p + 4)) && s.charCodeAt(p + 5) === 58 &&
     isDigit(s.charCodeAt(p + 6)) && isDigit(s.charCodeAt(p + 7)))) return -1;
+  bsdSecAt = p + 6;
   p += 8;
-  if (s.charCodeAt(p) === 46 /* . */) { p++; while (isDigit(s.charCodeAt(p))) p++; }
-  if (s.charCodeAt(p) === 32 && isDigit(s.charCodeAt(p + 1)) && isDigit(s.charCodeAt(p + 4)) && s.charCodeAt(p + 5) === 32) p += 5;
+  bsdPlain = true;
+  if (s.charCodeAt(p) === 46 /* . */) { p++; while (isDigit(s.charCodeAt(p))) p++; bsdPlain = false; }
+  if (s.charCodeAt(p) === 32 && isDigit(s.charCodeAt(p + 1)) && isDigit(s.charCodeAt(p + 4)) && s.charCodeAt(p + 5) === 32) { p += 5; bsdPlain = false; }
   if (s.charCodeAt(p) !== 32) return -1;
   while (s.charCodeAt(p) === 32) p++;
   return p;
@@ -94,12 +103,32 @@ let lastTsText = '';
 let lastTsRef = NaN;
 let lastTsTime = NaN;
 
+// A busy log moves on to the next second every few lines: also remember the last minute
+// (`Mmm dd hh:mm:`), so a new second costs an addition instead of two Date constructions.
+let lastMinText = '';
+let lastMinRef = NaN;
+let lastMin: YearlessMinute | undefined;
+
 function bsdTimeCached(s: string, at: number, end: number, ref: number): number {
   if (ref === lastTsRef && end - at === lastTsText.length && s.startsWith(lastTsText, at)) return lastTsTime;
   const text = s.slice(at, end);
-  BSD_TS.lastIndex = 0;
-  const m = BSD_TS.exec(text);
-  const t = m ? bsdTime(m, ref) : NaN;
+  const sec = (s.charCodeAt(bsdSecAt) - 48) * 10 + s.charCodeAt(bsdSecAt + 1) - 48;
+  let t: number;
+  if (bsdPlain && sec <= 59) {
+    if (!(ref === lastMinRef && bsdSecAt - at === lastMinText.length && s.startsWith(lastMinText, at))) {
+      lastMinText = s.slice(at, bsdSecAt);
+      lastMinRef = ref;
+      BSD_TS.lastIndex = 0;
+      const m = BSD_TS.exec(`${lastMinText}00 `);
+      const mo = m ? monthIndex(m[1]!) : undefined;
+      lastMin = m && mo !== undefined ? yearlessMinute(mo, Number(m[2]), Number(m[3]), Number(m[4]), ref) : undefined;
+    }
+    t = lastMin ? minuteTime(lastMin, sec) : NaN;
+  } else {
+    BSD_TS.lastIndex = 0;
+    const m = BSD_TS.exec(text);
+    t = m ? bsdTime(m, ref) : NaN;
+  }
   lastTsText = text;
   lastTsRef = ref;
   lastTsTime = t;
