@@ -119,6 +119,7 @@ test('BSD dates taken by the minute give the same time as computing each one (DS
   try {
     for (const tz of ['Europe/Berlin', 'America/New_York', 'Australia/Lord_Howe', 'UTC']) {
       process.env.TZ = tz;
+      parseLine('Jan  1 00:00:00 h p: x', o, { now: 0 }); // the caches key on the reference, not the zone
       fc.assert(fc.property(
         fc.integer({ min: 0, max: 11 }), fc.integer({ min: 1, max: 31 }), fc.integer({ min: 0, max: 23 }),
         fc.integer({ min: 0, max: 59 }), fc.array(fc.integer({ min: 0, max: 99 }), { minLength: 1, maxLength: 5 }),
