@@ -11,6 +11,7 @@ import { Decider } from '../state/decider.js';
 import { DEFAULT_POLICY } from '../state/policy.js';
 import type { Policy } from '../state/policy.js';
 import type { Match } from '../types.js';
+import { isIpv6, prefixOf } from '../parse/ip.js';
 import { MailjailError } from '../types.js';
 import { BufferedOut, fmtInt, table } from './output.js';
 
@@ -23,7 +24,8 @@ export interface CheckOptions {
   readonly top: number;
 }
 
-interface Offender { ip: string; lines: number; first: number; last: number; rules: Set<string> }
+/** An offender as the policy counts it: an address, or its prefix (IPv6 /64 by default). */
+interface Offender { key: string; attempts: number; lines: number; addresses: Set<string>; first: number; last: number; rules: Set<string> }
 
 export interface CheckSummary {
   lines: number;
@@ -115,9 +117,10 @@ export async function runCheck(files: string[], opts: CheckOptions, out: NodeJS.
         const m = engine.match(r.event);
         if (!m) continue;
         const line = rec.origin.line ?? 0;
-        tally(s, m);
+        const decisions = decider.observe(m, m.event.time);
+        tally(s, m, decider.lastAttempts);
         if (opts.json) w.write(jsonMatch(line, m));
-        for (const d of decider.observe(m, m.event.time)) {
+        for (const d of decisions) {
           if (d.action !== 'ban') continue;
           s.bans.push({ target: d.target, ruleId: d.ruleId, time: d.evidence[d.evidence.length - 1]?.event.time ?? NaN });
           s.banLine.set(d.target, { line, file: src.name });
@@ -129,7 +132,6 @@ export async function runCheck(files: string[], opts: CheckOptions, out: NodeJS.
     s.oversize += src.stats.oversize;
   }
   progress?.done();
-  sumPerRule(s);
   s.invalidCaptures = engine.stats.invalidCaptures;
   s.seconds = Number(process.hrtime.bigint() - started) / 1e9;
   if (opts.json) w.write(`${JSON.stringify({ summary: jsonSummary(s) })}\n`);
@@ -138,30 +140,25 @@ export async function runCheck(files: string[], opts: CheckOptions, out: NodeJS.
   return 0;
 }
 
-function tally(s: CheckSummary, m: Match): void {
+function tally(s: CheckSummary, m: Match, attempts: number): void {
   s.matched++;
   const r = s.perRule.get(m.ruleId);
   if (r) r.n++;
   else s.perRule.set(m.ruleId, { n: 1, service: m.service, cls: m.class });
+  s.perService.set(m.service, (s.perService.get(m.service) ?? 0) + 1);
+  s.perClass.set(m.class, (s.perClass.get(m.class) ?? 0) + 1);
   if (m.class !== 'auth') return;
-  const o = s.offenders.get(m.ip);
+  const len = isIpv6(m.ip) ? s.policy.ipv6Prefix : s.policy.ipv4Prefix;
+  const key = len === (isIpv6(m.ip) ? 128 : 32) ? m.ip : prefixOf(m.ip, len);
+  const o = s.offenders.get(key);
   if (o) {
+    o.attempts += attempts;
     o.lines++;
     o.last = m.event.time;
+    o.addresses.add(m.ip);
     o.rules.add(m.ruleId);
-  } else s.offenders.set(m.ip, { ip: m.ip, lines: 1, first: m.event.time, last: m.event.time, rules: new Set([m.ruleId]) });
-}
-
-/**
- * Per-service and per-class totals from the per-rule ones (a rule has one service and one class),
- * once at the end instead of two map updates per match. perRule is in order of each rule's first
- * match, so the first rule of a service seen here holds that service's first match: the totals
- * come out in the same order as counting them per match would give.
- */
-function sumPerRule(s: CheckSummary): void {
-  for (const v of s.perRule.values()) {
-    s.perService.set(v.service, (s.perService.get(v.service) ?? 0) + v.n);
-    s.perClass.set(v.cls, (s.perClass.get(v.cls) ?? 0) + v.n);
+  } else {
+    s.offenders.set(key, { key, attempts, lines: 1, addresses: new Set([m.ip]), first: m.event.time, last: m.event.time, rules: new Set([m.ruleId]) });
   }
 }
 
@@ -205,10 +202,10 @@ function report(s: CheckSummary, files: string[], top: number): string {
     o.push('', `Matches per service: ${[...s.perService].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${fmtInt(v)}`).join(', ')}`);
   }
   if (s.offenders.size) {
-    o.push('', `Top offenders (auth failures; ${fmtInt(s.offenders.size)} addresses in all)`);
-    const rows = [...s.offenders.values()].sort((a, b) => b.lines - a.lines).slice(0, top)
-      .map((x) => [x.ip, fmtInt(x.lines), iso(x.first), iso(x.last), [...x.rules].join(' ')]);
-    o.push(...table(['address', 'lines', 'first', 'last', 'rules'], rows));
+    o.push('', `Top offenders (auth failures; ${fmtInt(s.offenders.size)} in all; attempts counted once however many lines log them, none while banned)`);
+    const rows = [...s.offenders.values()].sort((a, b) => b.attempts - a.attempts || b.lines - a.lines).slice(0, top)
+      .map((x) => [x.key, fmtInt(x.attempts), fmtInt(x.lines), fmtInt(x.addresses.size), iso(x.first), iso(x.last), [...x.rules].join(' ')]);
+    o.push(...table(['offender', 'attempts', 'lines', 'addresses', 'first', 'last', 'rules'], rows));
   }
   const p = s.policy;
   o.push('', `Would ban ${fmtInt(s.bans.length)} address${s.bans.length === 1 ? '' : 'es'} under policy ${p.name} ` +

@@ -56,6 +56,7 @@ const syslogCommon: Record<string, Field> = {
   allow: { kind: 'list', of: cidr },
   maxMessageSize: { kind: 'int', min: 480, max: 16 * 1024 * 1024 },
   maxConnections: { kind: 'int', min: 1, max: 1_000_000 },
+  maxConnectionsPerPeer: { kind: 'int', min: 1, max: 1_000_000 },
   idleTimeout: { kind: 'duration', min: 1000 },
 };
 

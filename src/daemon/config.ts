@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument } from 'yaml';
 import type { Document, Node as YNode } from 'yaml';
 import { parseCidr } from '../parse/ip.js';
+import { MANUAL_POLICY } from '../state/decider.js';
 import type { Cidr, RuleClass, Service } from '../types.js';
 import { MailjailError } from '../types.js';
 import { SCHEMA, checkName, durationOf, parseListen, type Field } from './config-schema.js';
@@ -40,6 +41,7 @@ export interface SyslogSourceConfig {
   readonly allow: readonly Cidr[];
   readonly maxMessageSize: number;
   readonly maxConnections?: number;
+  readonly maxConnectionsPerPeer?: number;
   readonly idleTimeout?: number;
   readonly tls?: { readonly cert: string; readonly key: string; readonly ca?: string; readonly requireClientCert: boolean };
 }
@@ -64,7 +66,7 @@ export interface PolicyConfig {
 }
 
 /** Reserved by the state stage for operator bans that name no policy. */
-export const MANUAL_POLICY_NAME = 'manual';
+export const MANUAL_POLICY_NAME = MANUAL_POLICY;
 
 /** Handed to the firewall stage as is (its resolveFirewallConfig fills the rest). */
 export interface FirewallConfig {
@@ -438,6 +440,7 @@ function resolveMerged(m: Plain, locs: Map<string, Loc>, files: readonly string[
         allow: (s['allow'] as string[]).map((a) => parseCidr(a)!),
         maxMessageSize: typeof s['maxMessageSize'] === 'number' ? s['maxMessageSize'] : 65536,
         ...(typeof s['maxConnections'] === 'number' ? { maxConnections: s['maxConnections'] } : {}),
+        ...(typeof s['maxConnectionsPerPeer'] === 'number' ? { maxConnectionsPerPeer: s['maxConnectionsPerPeer'] } : {}),
         ...(typeof s['idleTimeout'] === 'number' ? { idleTimeout: s['idleTimeout'] } : {}),
         ...(tls ? { tls } : {}),
       });

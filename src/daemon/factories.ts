@@ -28,6 +28,7 @@ export function makeSource(cfg: SourceConfig, ctx: SourceContext): Source {
     allow: cfg.allow,
     maxMessageBytes: cfg.maxMessageSize,
     ...(cfg.maxConnections !== undefined ? { maxConnections: cfg.maxConnections } : {}),
+    ...(cfg.maxConnectionsPerPeer !== undefined ? { maxConnectionsPerPeer: cfg.maxConnectionsPerPeer } : {}),
     ...(cfg.idleTimeout !== undefined ? { idleTimeoutMs: cfg.idleTimeout } : {}),
     ...(cfg.tls ? {
       tls: {

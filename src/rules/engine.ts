@@ -1,7 +1,8 @@
 // The rules stage: LogEvent → Match. Rules are indexed by program, so a line only meets the
 // patterns of its own daemon, and each pattern only runs when one of its literal keywords occurs.
 import { parseIp } from '../parse/ip.js';
-import type { AttemptInfo, LogEvent, Match } from '../types.js';
+import type { AttemptInfo, LogEvent, Match, Service } from '../types.js';
+import { escapeRegExp, globRegExp } from './load.js';
 import type { CompiledRule, RuleFile } from './load.js';
 
 /** The rules one program sees, with a combined keyword prefilter. */
@@ -11,12 +12,11 @@ interface Group {
   readonly anyKeyword: RegExp | undefined;
 }
 
-const escapeRe = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 const PROGRAM_CACHE_MAX = 4096;
 
 function makeGroup(rules: readonly CompiledRule[]): Group {
   const kws = [...new Set(rules.flatMap((r) => r.keywords))];
-  return { rules, anyKeyword: kws.length ? new RegExp(kws.map(escapeRe).join('|')) : undefined };
+  return { rules, anyKeyword: kws.length ? new RegExp(kws.map(escapeRegExp).join('|')) : undefined };
 }
 
 export interface EngineStats {
@@ -37,7 +37,7 @@ export class RuleEngine {
     for (const f of files) {
       for (const p of f.programs) {
         if (p.includes('*')) {
-          const re = new RegExp(`^${p.split('*').map(escapeRe).join('.*')}$`);
+          const re = globRegExp(p);
           this.globs.push({ re, rules: [...f.rules] });
         } else {
           const list = this.exact.get(p) ?? [];
@@ -89,7 +89,7 @@ export class RuleEngine {
       for (const name of r.userGroups) if ((user = groups[name]) !== undefined) break;
       if (user !== undefined) user = detach(user);
       const attempt = attemptOf(r, groups);
-      const base = { ip, ruleId: r.id, service: r.service, class: r.class, attempt, event: ev };
+      const base = { ip, ruleId: r.id, service: serviceOf(r, ev.program), class: r.class, attempt, event: ev };
       return user === undefined ? base : { ...base, user };
     }
     return undefined;
@@ -104,6 +104,11 @@ export class RuleEngine {
  */
 function detach(s: string): string {
   return s.length < 13 ? s : ` ${s}`.slice(1); // V8 copies slices shorter than 13 characters anyway
+}
+
+function serviceOf(r: CompiledRule, program: string): Service {
+  for (const s of r.serviceByProgram) if (s.program.test(program)) return s.service;
+  return r.service;
 }
 
 function hasKeyword(msg: string, keywords: readonly string[]): boolean {

@@ -11,13 +11,19 @@ import { lintPattern } from './lint.js';
 export const SERVICES: readonly Service[] = ['smtp', 'imap', 'pop3', 'sieve', 'webmail', 'groupware', 'mail'];
 export const CLASSES: readonly RuleClass[] = ['auth', 'probe', 'reject'];
 
-export interface SampleMatch { readonly line: string; readonly ip: string; readonly user?: string; readonly at: string }
+export interface SampleMatch { readonly line: string; readonly ip: string; readonly user?: string; readonly service?: Service; readonly at: string }
 export interface SampleNoMatch { readonly line: string; readonly at: string }
 
 export interface CompiledRule {
   readonly id: string;
   readonly daemon: string;
   readonly service: Service;
+  /**
+   * The service by program, for daemons whose IMAP and POP3 servers log the same text (Courier,
+   * Cyrus, UW, Dovecot's own log file): the first glob that matches the event's program wins,
+   * `service` otherwise.
+   */
+  readonly serviceByProgram: readonly { readonly program: RegExp; readonly service: Service }[];
   readonly class: RuleClass;
   readonly keywords: readonly string[];
   readonly re: RegExp;
@@ -54,6 +60,13 @@ export class RuleLoadError extends MailjailError {
 }
 
 const ID = /^[a-z0-9][a-z0-9-]{0,63}$/;
+
+export const escapeRegExp = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/** A program glob (`*` = any run of characters) as an anchored RegExp. */
+export function globRegExp(glob: string): RegExp {
+  return new RegExp(`^${glob.split('*').map(escapeRegExp).join('.*')}$`);
+}
 
 /** Reads one YAML file into RuleFile form, collecting schema faults (samples are checked by the engine). */
 export function readRuleFile(path: string, text: string, faults: RuleFault[]): RuleFile | undefined {
@@ -119,13 +132,29 @@ export function readRuleFile(path: string, text: string, faults: RuleFault[]): R
   }
   const rules: CompiledRule[] = [];
   for (const rn of rulesNode.items as YamlNode[]) {
-    const r = keysOf(rn, ['id', 'description', 'service', 'class', 'keywords', 'pattern', 'flags', 'attempt', 'samples'], 'a rule');
+    const r = keysOf(rn, ['id', 'description', 'service', 'serviceByProgram', 'class', 'keywords', 'pattern', 'flags', 'attempt', 'samples'], 'a rule');
     if (!r) continue;
     const ruleAt = at(rn);
     const id = str(r.get('id'), 'id', rn);
     if (id !== undefined && !ID.test(id)) fault('MJ_RULE_SCHEMA', r.get('id'), `id "${id}" must match ${ID.source}`);
     const service = str(r.get('service'), 'service', rn) as Service | undefined;
     if (service && !SERVICES.includes(service)) fault('MJ_RULE_SCHEMA', r.get('service'), `service must be one of ${SERVICES.join(', ')}`);
+    const serviceByProgram: { program: RegExp; service: Service }[] = [];
+    const sbp = r.get('serviceByProgram');
+    if (sbp !== undefined) {
+      if (!isMap(sbp)) fault('MJ_RULE_SCHEMA', sbp, 'serviceByProgram must map program globs to services');
+      else {
+        for (const pair of sbp.items) {
+          const k = isScalar(pair.key) ? pair.key.value : undefined;
+          const v = isScalar(pair.value) ? pair.value.value : undefined;
+          if (typeof k !== 'string' || typeof v !== 'string' || !SERVICES.includes(v as Service)) {
+            fault('MJ_RULE_SCHEMA', pair.key as YamlNode, `serviceByProgram: a program glob maps to one of ${SERVICES.join(', ')}`);
+            continue;
+          }
+          serviceByProgram.push({ program: globRegExp(k), service: v as Service });
+        }
+      }
+    }
     const cls = str(r.get('class'), 'class', rn) as RuleClass | undefined;
     if (cls && !CLASSES.includes(cls)) fault('MJ_RULE_SCHEMA', r.get('class'), `class must be one of ${CLASSES.join(', ')}`);
     const keywords = strList(r.get('keywords'), 'keywords', rn);
@@ -152,7 +181,7 @@ export function readRuleFile(path: string, text: string, faults: RuleFault[]): R
     if (!id || !service || !cls || !keywords || !re || !attempt || !samples || !daemon) continue;
     const groups = [...pattern!.matchAll(/\(\?<([A-Za-z][A-Za-z0-9_]*)>/g)].map((m) => m[1]!);
     rules.push({
-      id, daemon, service, class: cls, keywords, re,
+      id, daemon, service, serviceByProgram, class: cls, keywords, re,
       ipGroups: groups.filter((g) => /^ip\d*$/.test(g)),
       userGroups: groups.filter((g) => /^user\d*$/.test(g)),
       hasSession: groups.includes('session'),
@@ -208,7 +237,7 @@ function readSamples(
   }
   const match: SampleMatch[] = [];
   for (const it of matchNode.items as YamlNode[]) {
-    const m = keysOf(it, ['line', 'ip', 'user', 'note'], 'a match sample');
+    const m = keysOf(it, ['line', 'ip', 'user', 'service', 'note'], 'a match sample');
     if (!m) continue;
     const line = m.get('line'), ip = m.get('ip'), user = m.get('user');
     if (!isScalar(line) || typeof line.value !== 'string') { fault('MJ_RULE_SCHEMA', it, 'match sample needs a line'); continue; }
@@ -216,7 +245,14 @@ function readSamples(
     if (user !== undefined && !(isScalar(user) && (typeof user.value === 'string' || typeof user.value === 'number'))) {
       fault('MJ_RULE_SCHEMA', user, 'user must be a string'); continue;
     }
-    const base = { line: line.value, ip: ip.value, at: at(it) };
+    const svc = m.get('service');
+    if (svc !== undefined && !(isScalar(svc) && SERVICES.includes(svc.value as Service))) {
+      fault('MJ_RULE_SCHEMA', svc, `service must be one of ${SERVICES.join(', ')}`); continue;
+    }
+    const base = {
+      line: line.value, ip: ip.value, at: at(it),
+      ...(svc !== undefined ? { service: (svc as { value: Service }).value } : {}),
+    };
     match.push(user === undefined ? base : { ...base, user: String((user as { value: unknown }).value) });
   }
   const nomatch: SampleNoMatch[] = [];

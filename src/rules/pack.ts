@@ -33,6 +33,7 @@ export function checkSamples(file: RuleFile, engine: RuleEngine, faults: RuleFau
       else if (m.ruleId !== rule.id) fail(`matched by rule ${m.ruleId} instead`);
       else if (m.ip !== want) fail(`captured ip ${m.ip}, expected ${want}`);
       else if (s.user !== undefined && m.user !== s.user) fail(`captured user ${JSON.stringify(m.user)}, expected ${JSON.stringify(s.user)}`);
+      else if (s.service !== undefined && m.service !== s.service) fail(`service ${m.service}, expected ${s.service}`);
     }
     for (const s of rule.samples.nomatch) {
       const ev = sampleEvent(s.line, s.at);

@@ -1,11 +1,11 @@
-// A finite source: a log file or stdin, read in large chunks and cut into lines (no readline:
-// it costs more than the whole rule engine). Replay is just this source with the event-time clock.
+// A finite source: a log file or stdin, read in 64 KiB chunks and cut into lines by hand (one
+// batch per chunk rather than one event per line). Replay is this source with the event-time clock.
 import { closeSync, openSync, readSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import type { Origin, RawRecord, Source } from '../types.js';
 
 export interface FileSourceOptions {
-  /** Lines longer than this are skipped and counted (default 64 KiB). */
+  /** Lines longer than this many characters (UTF-16 units) are skipped and counted (default 64 Ki). */
   readonly maxLine?: number;
   /** Chunk size for reads (default 64 KiB: small strings decode much faster than large ones). */
   readonly chunk?: number;
@@ -63,7 +63,8 @@ export class FileSource implements Source {
         const last = b.lastIndexOf(10);
         if (last < 0) {
           carry = carry ? Buffer.concat([carry, b]) : b;
-          if (carry.length > this.maxLine) { skipping = true; carry = undefined; }
+          // A character is at most 3 UTF-8 bytes per UTF-16 unit: past that the line is surely too long.
+          if (carry.length > 3 * this.maxLine) { skipping = true; carry = undefined; }
           continue;
         }
         if (carry) { b = Buffer.concat([carry, b]); carry = undefined; }

@@ -45,6 +45,11 @@ export interface SyslogListenerConfig {
   readonly idleTimeoutMs?: number;
   /** TCP/TLS: simultaneous connections. Default 1024. */
   readonly maxConnections?: number;
+  /**
+   * TCP/TLS: simultaneous connections from one sender address. Default 64: a broken or hostile
+   * sender cannot take every slot of `maxConnections` from the others.
+   */
+  readonly maxConnectionsPerPeer?: number;
   /** Records queued before TCP reading pauses / UDP drops. Default 16384. */
   readonly highWater?: number;
   /** Largest batch handed on. Default 1024. */
@@ -68,6 +73,8 @@ export interface SyslogStats {
   readonly dropped: number;
   readonly connections: number;
   readonly activeConnections: number;
+  /** Connections refused because their sender already had maxConnectionsPerPeer open. */
+  readonly peerLimited: number;
   readonly idleTimeouts: number;
   readonly tlsErrors: number;
   /** Times TCP reading was paused for backpressure, and whether it is paused now. */
@@ -94,12 +101,14 @@ export class SyslogSource implements Source {
   private server: NetServer | TlsServer | undefined;
   private udp: UdpSocket | undefined;
   private readonly sockets = new Set<Socket>();
+  /** Open TCP/TLS connections per sender address (for maxConnectionsPerPeer). */
+  private readonly openPerPeer = new Map<string, number>();
   /** TLS: raw sockets still in their handshake (destroyed on close, so close never waits on them). */
   private readonly handshaking = new Set<Socket>();
   private isPaused = false;
   private readonly c = {
     received: 0, bytes: 0, denied: 0, oversize: 0, badFrames: 0, dropped: 0,
-    connections: 0, idleTimeouts: 0, tlsErrors: 0, pauses: 0,
+    connections: 0, peerLimited: 0, idleTimeouts: 0, tlsErrors: 0, pauses: 0,
   };
 
   constructor(cfg: SyslogListenerConfig) {
@@ -313,6 +322,13 @@ export class SyslogSource implements Source {
       s.destroy();
       return;
     }
+    const open = this.openPerPeer.get(ip) ?? 0;
+    if (open >= (this.cfg.maxConnectionsPerPeer ?? 64)) {
+      this.c.peerLimited++;
+      s.destroy();
+      return;
+    }
+    this.openPerPeer.set(ip, open + 1);
     const pc = this.peers.get(ip);
     pc.connections++;
     this.c.connections++;
@@ -349,6 +365,11 @@ export class SyslogSource implements Source {
     });
     // A reset or garbage from one peer ends that connection only.
     s.on('error', () => s.destroy());
-    s.on('close', () => this.sockets.delete(s));
+    s.on('close', () => {
+      this.sockets.delete(s);
+      const n = (this.openPerPeer.get(ip) ?? 1) - 1;
+      if (n > 0) this.openPerPeer.set(ip, n);
+      else this.openPerPeer.delete(ip);
+    });
   }
 }

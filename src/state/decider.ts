@@ -111,6 +111,16 @@ export class Decider {
   /** Ledger entries held back for one group commit at the end of observeBatch. */
   private pending: LedgerEntry[] | undefined;
   private wasOutage = false;
+  private lastAttemptsN = 0;
+
+  /**
+   * New attempts the last `observe` counted for its match: 0 for a line that repeats an attempt
+   * (pair, session), an ignored weak line, or a line of an address already banned. For reports.
+   */
+  get lastAttempts(): number {
+    return this.lastAttemptsN;
+  }
+
   private readonly keepEvidence: number;
   /** Evidence of the ban `count` just decided (handed from count() to observe()). */
   private lastEvidence: Match[] | undefined;
@@ -143,6 +153,7 @@ export class Decider {
    */
   observe(m: Match, now: number): BanDecision[] {
     this.s.matches++;
+    this.lastAttemptsN = 0;
     if (++this.sinceSweep >= SWEEP_EVERY) this.sweep(now);
     if (this.resumeAfter.size > 0 && this.alreadyCounted(m)) {
       this.s.skippedReplayed++;
@@ -175,6 +186,7 @@ export class Decider {
       }
     }
     const n = this.dedupe.credit(m, now);
+    this.lastAttemptsN = n;
     if (n === 0) return [];
     if (this.allowlist?.contains(m.ip)) {
       this.s.allowlistedHits += n;

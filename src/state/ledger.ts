@@ -202,26 +202,54 @@ export function canonicalTarget(s: string): string | undefined {
 
 /**
  * Takes the state directory's lock, or throws MJ_STATE_LEDGER_LOCKED when a live process holds it.
- * A lock left by a dead process (kill -9) is taken over.
+ * A lock left by a dead process (kill -9, or a reboot) is taken over. The lock names the holder by
+ * pid, boot id and process start time: after a reboot the old pid may belong to another process,
+ * and a pid alone would then keep the daemon from starting.
  */
 function takeLock(dir: string): void {
   const path = join(dir, LOCK_FILE);
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const fd = openSync(path, 'wx', 0o600);
-      try { writeSync(fd, `${process.pid}\n`); } finally { closeSync(fd); }
+      try { writeSync(fd, `${process.pid} ${bootId() ?? '-'} ${startTime(process.pid) ?? '-'}\n`); } finally { closeSync(fd); }
       return;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new MailjailError('MJ_STATE_LEDGER', `cannot lock ${path}`, { cause: err });
     }
-    let pid = NaN;
-    try { pid = Number(readFileSync(path, 'utf8').trim()); } catch { /* removed meanwhile */ }
-    if (Number.isInteger(pid) && pid > 0 && alive(pid)) {
+    let holder: string[] = [];
+    try { holder = readFileSync(path, 'utf8').trim().split(' '); } catch { /* removed meanwhile */ }
+    const pid = Number(holder[0]);
+    if (Number.isInteger(pid) && pid > 0 && holds(pid, holder[1], holder[2])) {
       throw new MailjailError('MJ_STATE_LEDGER_LOCKED', `${dir} is in use by process ${pid}${pid === process.pid ? ' (this one: the ledger is already open)' : ''}`);
     }
     try { unlinkSync(path); } catch { /* raced with another taker: retry once */ }
   }
   throw new MailjailError('MJ_STATE_LEDGER_LOCKED', `cannot take ${path}`);
+}
+
+/** Whether the process that wrote a lock still runs: same boot, pid alive, same start time. */
+function holds(pid: number, boot: string | undefined, start: string | undefined): boolean {
+  if (!alive(pid)) return false;
+  const nowBoot = bootId();
+  if (boot && boot !== '-' && nowBoot && boot !== nowBoot) return false;
+  const nowStart = startTime(pid);
+  if (start && start !== '-' && nowStart && start !== nowStart) return false;
+  return true;
+}
+
+function bootId(): string | undefined {
+  try { return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim(); } catch { return undefined; }
+}
+
+/** Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat), Linux only. */
+function startTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold blanks and parentheses: count fields after its last ')'.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
 }
 
 function alive(pid: number): boolean {

@@ -47,6 +47,6 @@ test('real capture: mailjail check bans exactly the attackers (address, or /64 f
   }
 });
 
-test('known gap: attempts Postfix only logs as "Connection lost to authentication server" are counted once', { skip: noRules, todo: 'weak-line counting under Dovecot\'s auth penalty (see docs/acceptance.md)' }, () => {
+test('attempts Postfix only logs as "Connection lost to authentication server" (Dovecot\'s auth penalty) are counted once', { skip: noRules }, () => {
   assert.deepEqual(gaps, []);
 });

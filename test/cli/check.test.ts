@@ -23,6 +23,9 @@ test('check on the bundled demo log names the attackers and spares the user who 
   for (const who of ['203.0.113.45', '2001:db8:bad:1::/64', '198.51.100.23']) assert.ok(r.out.includes(who), `${who} in:\n${r.out}`);
   assert.ok(!/192\.0\.2\.50 .*\d{4}-/.test(r.out.split('Would ban')[1]!), 'the user who mistyped once is not banned');
   assert.ok(!r.out.split('Would ban')[1]!.includes('203.0.113.99'), 'three attempts are below maxretry');
+  // Offenders as the policy counts them: the rotator is one /64; two lines of one login are one attempt.
+  assert.match(r.out, /^ {2}2001:db8:bad:1::\/64 +5 +12 +6 /m);
+  assert.match(r.out, /^ {2}192\.0\.2\.50 +1 +2 +1 /m);
 });
 
 test('check --json: one object per matched line, then the summary', () => {

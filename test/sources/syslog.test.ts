@@ -193,3 +193,25 @@ test('idle connections are closed after idleTimeoutMs and counted', async () => 
   await rs;
   assert.equal(src.stats().idleTimeouts, 1);
 });
+
+test('one sender cannot hold more than maxConnectionsPerPeer connections; its open ones and others still deliver', async () => {
+  const { src, port } = await started({ protocol: 'tcp', maxConnectionsPerPeer: 2, allow: ['127.0.0.0/8'] });
+  const open = async (host: string): Promise<ReturnType<typeof connect>> => {
+    const c = connect({ port, host: '127.0.0.1', localAddress: host });
+    await new Promise((r) => c.once('connect', r));
+    return c;
+  };
+  const a = await open('127.0.0.1');
+  const b = await open('127.0.0.1');
+  const third = await open('127.0.0.1');
+  const closed = new Promise((r) => third.once('close', r));
+  const other = await open('127.0.0.2');
+  a.write('1 a');
+  b.write('1 b');
+  other.write('1 c');
+  const rs = await collect(src, (all) => all.length >= 3);
+  await closed;
+  for (const c of [a, b, other]) c.destroy();
+  assert.deepEqual(texts(rs).sort(), ['a', 'b', 'c']);
+  assert.equal(src.stats().peerLimited, 1);
+});

@@ -235,6 +235,18 @@ test('ledger: one writer per state directory; a dead holder\'s lock is taken ove
     b.ledger.close();
     writeFileSync(join(dir, 'bans.lock'), '1\n'); // init: alive
     assert.throws(() => Ledger.open(dir), /MJ_STATE_LEDGER_LOCKED.*process 1/);
+    // After a reboot the old pid may be a live, unrelated process: another boot id frees the lock.
+    writeFileSync(join(dir, 'bans.lock'), '1 00000000-0000-4000-8000-000000000000 5\n');
+    Ledger.open(dir).ledger.close();
+    // Same boot, pid reused by a process that started at another time: stale as well.
+    const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    writeFileSync(join(dir, 'bans.lock'), `1 ${boot} 999999999\n`);
+    Ledger.open(dir).ledger.close();
+    // What a live holder writes: pid, boot id, start time.
+    const c = Ledger.open(dir);
+    assert.match(readFileSync(join(dir, 'bans.lock'), 'utf8'), new RegExp(`^${process.pid} ${boot} \\d+\\n$`));
+    assert.throws(() => Ledger.open(dir), /MJ_STATE_LEDGER_LOCKED/);
+    c.ledger.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
