@@ -10,7 +10,7 @@ import { FileSource } from '../sources/file.js';
 import { Decider } from '../state/decider.js';
 import { DEFAULT_POLICY } from '../state/policy.js';
 import type { Policy } from '../state/policy.js';
-import type { BanDecision, Match } from '../types.js';
+import type { Match } from '../types.js';
 import { isIpv6, prefixOf } from '../parse/ip.js';
 import { MailjailError } from '../types.js';
 import { BufferedOut, fmtInt, table } from './output.js';
@@ -37,7 +37,12 @@ export interface CheckSummary {
   perService: Map<string, number>;
   perClass: Map<string, number>;
   offenders: Map<string, Offender>;
-  bans: (BanDecision & { action: 'ban' })[];
+  /**
+   * Would-be bans in order. Only what the report shows: a whole decision carries its evidence
+   * Match, whose message is a slice of the chunk the line was read in, and keeping one per ban
+   * kept most of a large input in memory.
+   */
+  bans: { target: string; ruleId: string; time: number }[];
   banLine: Map<string, { line: number; file: string }>;
   seconds: number;
   policy: Policy;
@@ -117,7 +122,7 @@ export async function runCheck(files: string[], opts: CheckOptions, out: NodeJS.
         if (opts.json) w.write(jsonMatch(line, m));
         for (const d of decisions) {
           if (d.action !== 'ban') continue;
-          s.bans.push(d);
+          s.bans.push({ target: d.target, ruleId: d.ruleId, time: d.evidence[d.evidence.length - 1]?.event.time ?? NaN });
           s.banLine.set(d.target, { line, file: src.name });
         }
       }
@@ -208,7 +213,7 @@ function report(s: CheckSummary, files: string[], top: number): string {
   if (s.bans.length) {
     const rows = s.bans.slice(0, top).map((b) => {
       const at = s.banLine.get(b.target);
-      return [b.target, iso(b.evidence[b.evidence.length - 1]?.event.time ?? NaN), `${at?.file ?? ''}:${at?.line ?? ''}`, b.ruleId];
+      return [b.target, iso(b.time), `${at?.file ?? ''}:${at?.line ?? ''}`, b.ruleId];
     });
     o.push(...table(['address', 'banned at', 'on line', 'last rule'], rows));
     if (s.bans.length > top) o.push(`  ... and ${fmtInt(s.bans.length - top)} more (--top N, or --json for all)`);

@@ -81,7 +81,10 @@ export function parseIp(input: string): Ip | undefined {
   if (s.length > 2 && s.charCodeAt(0) === 0x5b /* [ */ && s.charCodeAt(s.length - 1) === 0x5d) s = s.slice(1, -1);
   if (s.length > 5 && (s.startsWith('IPv6:') || s.startsWith('ipv6:'))) s = s.slice(5);
   if (s.indexOf(':') < 0) {
-    return v4Octets(s) ? (s as Ip) : undefined;
+    // A new string, not `s`: a capture is a slice of the line, which in turn is a slice of the whole
+    // 64 KiB chunk it was read in, and an address kept as a state key would keep that chunk alive.
+    const o = v4Octets(s);
+    return o ? (`${o[0]!}.${o[1]!}.${o[2]!}.${o[3]!}` as Ip) : undefined;
   }
   const g = v6Groups(s);
   if (!g) return undefined;

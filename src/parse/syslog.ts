@@ -3,8 +3,10 @@
 // only rules marked `files: true` look at.
 import type { LogEvent, Origin } from '../types.js';
 import {
-  BSD_TS, RFC3339_TS, TAI64N_TS, bsdTime, innerTimestamp, leadingTimestamp, rfc3339Time, tai64nTime,
+  BSD_TS, RFC3339_TS, TAI64N_TS, bsdTime, innerTimestamp, leadingTimestamp, minuteTime, monthIndex, rfc3339Time,
+  tai64nTime, yearlessMinute,
 } from './timestamp.js';
+import type { YearlessMinute } from './timestamp.js';
 import { parseRfc5424 } from './rfc5424.js';
 
 /** `<PRI>` at the start of a network syslog message. */
@@ -64,6 +66,11 @@ function tagAt(s: string, at: number): boolean {
   return true;
 }
 
+// bsdEnd's results besides its return value: where the seconds digits are, and whether the date is
+// the plain `Mmm dd hh:mm:ss` (no fraction, no year) that bsdTimeCached can take by the minute.
+let bsdSecAt = 0;
+let bsdPlain = false;
+
 /**
  * End of a BSD timestamp `Mmm dd hh:mm:ss` (day space-padded or not, optional fraction and year)
  * and the blanks after it, or -1. Scanned by hand; the time itself is computed by bsdTimeCached.
@@ -81,29 +88,83 @@ function bsdEnd(s: string, at: number): number {
   if (!(isDigit(s.charCodeAt(p)) && isDigit(s.charCodeAt(p + 1)) && s.charCodeAt(p + 2) === 58 &&
     isDigit(s.charCodeAt(p + 3)) && isDigit(s.charCodeAt(p + 4)) && s.charCodeAt(p + 5) === 58 &&
     isDigit(s.charCodeAt(p + 6)) && isDigit(s.charCodeAt(p + 7)))) return -1;
+  bsdSecAt = p + 6;
   p += 8;
-  if (s.charCodeAt(p) === 46 /* . */) { p++; while (isDigit(s.charCodeAt(p))) p++; }
-  if (s.charCodeAt(p) === 32 && isDigit(s.charCodeAt(p + 1)) && isDigit(s.charCodeAt(p + 4)) && s.charCodeAt(p + 5) === 32) p += 5;
+  bsdPlain = true;
+  if (s.charCodeAt(p) === 46 /* . */) { p++; while (isDigit(s.charCodeAt(p))) p++; bsdPlain = false; }
+  if (s.charCodeAt(p) === 32 && isDigit(s.charCodeAt(p + 1)) && isDigit(s.charCodeAt(p + 4)) && s.charCodeAt(p + 5) === 32) { p += 5; bsdPlain = false; }
   if (s.charCodeAt(p) !== 32) return -1;
   while (s.charCodeAt(p) === 32) p++;
   return p;
 }
 
-// Consecutive lines mostly share their second: remember the last timestamp text and its time.
+// A plain date's time depends only on its month letters, day, hour, minute and second (and the
+// reference): bsdKeys packs them into two numbers from the characters bsdEnd already checked, so
+// the caches below compare numbers instead of text.
+let keyMonth = 0;
+let keyMinute = 0;
+
+function bsdKeys(s: string, at: number): void {
+  keyMonth = s.charCodeAt(at) * 4294967296 + s.charCodeAt(at + 1) * 65536 + s.charCodeAt(at + 2);
+  const d1 = s.charCodeAt(bsdSecAt - 9); // day "14", " 4" or "4" ends right before " hh:"
+  const day = (isDigit(d1) ? (d1 - 48) * 10 : 0) + s.charCodeAt(bsdSecAt - 8) - 48;
+  const h = (s.charCodeAt(bsdSecAt - 6) - 48) * 10 + s.charCodeAt(bsdSecAt - 5) - 48;
+  const mi = (s.charCodeAt(bsdSecAt - 3) - 48) * 10 + s.charCodeAt(bsdSecAt - 2) - 48;
+  keyMinute = (day * 100 + h) * 100 + mi;
+}
+
+// Consecutive lines mostly share their second: remember the last one and its time.
+let lastRef = NaN;
+let lastMonth = -1;
+let lastMinute = -1;
+let lastSec = -1;
+let lastTime = NaN;
+// A busy log moves on to the next second every few lines: also remember the last minute, so a new
+// second costs an addition instead of the date regex and two Date constructions.
+let minRef = NaN;
+let minMonth = -1;
+let minMinute = -1;
+let lastMin: YearlessMinute | undefined;
+// Dates with a fraction or a year: the last one's text and time.
 let lastTsText = '';
 let lastTsRef = NaN;
 let lastTsTime = NaN;
 
 function bsdTimeCached(s: string, at: number, end: number, ref: number): number {
-  if (ref === lastTsRef && end - at === lastTsText.length && s.startsWith(lastTsText, at)) return lastTsTime;
-  const text = s.slice(at, end);
-  BSD_TS.lastIndex = 0;
-  const m = BSD_TS.exec(text);
-  const t = m ? bsdTime(m, ref) : NaN;
-  lastTsText = text;
-  lastTsRef = ref;
-  lastTsTime = t;
-  return t;
+  if (!bsdPlain) {
+    if (ref === lastTsRef && end - at === lastTsText.length && s.startsWith(lastTsText, at)) return lastTsTime;
+    const text = s.slice(at, end);
+    BSD_TS.lastIndex = 0;
+    const m = BSD_TS.exec(text);
+    lastTsText = text;
+    lastTsRef = ref;
+    return (lastTsTime = m ? bsdTime(m, ref) : NaN);
+  }
+  bsdKeys(s, at);
+  const sec = (s.charCodeAt(bsdSecAt) - 48) * 10 + s.charCodeAt(bsdSecAt + 1) - 48;
+  if (sec === lastSec && keyMinute === lastMinute && keyMonth === lastMonth && ref === lastRef) return lastTime;
+  let t: number;
+  if (sec <= 59) {
+    if (!(keyMinute === minMinute && keyMonth === minMonth && ref === minRef)) {
+      BSD_TS.lastIndex = at;
+      const m = BSD_TS.exec(s);
+      const mo = m ? monthIndex(m[1]!) : undefined;
+      lastMin = m && mo !== undefined ? yearlessMinute(mo, Number(m[2]), Number(m[3]), Number(m[4]), ref) : undefined;
+      minMinute = keyMinute;
+      minMonth = keyMonth;
+      minRef = ref;
+    }
+    t = lastMin ? minuteTime(lastMin, sec) : NaN;
+  } else {
+    BSD_TS.lastIndex = at;
+    const m = BSD_TS.exec(s);
+    t = m ? bsdTime(m, ref) : NaN;
+  }
+  lastSec = sec;
+  lastMinute = keyMinute;
+  lastMonth = keyMonth;
+  lastRef = ref;
+  return (lastTime = t);
 }
 
 function event(time: number, host: string, program: string, pid: number, message: string, origin: Origin): LogEvent {

@@ -40,6 +40,24 @@ export function yearless(mo: number, d: number, h: number, mi: number, s: number
   return t > ref + DAY_MS ? makeTime(y - 1, mo, d, h, mi, s, ms) : t;
 }
 
+/**
+ * One year-less minute `Mmm dd hh:mm` relative to a reference time, for the seconds within it:
+ * minuteTime(yearlessMinute(mo, d, h, mi, ref), ss) === yearless(mo, d, h, mi, ss, 0, ref) for ss
+ * 0..59, because a zone's offset changes only on whole minutes (a second's time is its minute's
+ * plus ss s); only the choice of year depends on ss, so both candidate years are kept.
+ */
+export interface YearlessMinute { readonly cur: number; readonly prev: number; readonly limit: number }
+
+export function yearlessMinute(mo: number, d: number, h: number, mi: number, ref: number): YearlessMinute {
+  const y = new Date(ref).getFullYear();
+  return { cur: makeTime(y, mo, d, h, mi, 0, 0), prev: makeTime(y - 1, mo, d, h, mi, 0, 0), limit: ref + DAY_MS };
+}
+
+export function minuteTime(m: YearlessMinute, sec: number): number {
+  const t = m.cur + sec * 1000;
+  return t > m.limit ? m.prev + sec * 1000 : t;
+}
+
 // ---- syslog header timestamps (sticky, so the caller scans in place) ----
 
 /** `Nov  4 00:00:01`, `Jan 4 21:51:05`, optional fraction and year. */

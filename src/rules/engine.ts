@@ -87,12 +87,23 @@ export class RuleEngine {
       if (!ip) { this.stats.invalidCaptures++; continue; }
       let user: string | undefined;
       for (const name of r.userGroups) if ((user = groups[name]) !== undefined) break;
+      if (user !== undefined) user = detach(user);
       const attempt = attemptOf(r, groups);
       const base = { ip, ruleId: r.id, service: serviceOf(r, ev.program), class: r.class, attempt, event: ev };
       return user === undefined ? base : { ...base, user };
     }
     return undefined;
   }
+}
+
+/**
+ * A copy of a capture that does not share memory with the line. A capture is a slice of the line,
+ * itself a slice of the whole chunk the source read; state keeps session keys and user names long
+ * after the line, and a slice would keep its whole chunk (64 KiB) alive with it. Prepending a
+ * character and slicing it off again makes V8 copy the text into a string of its own.
+ */
+function detach(s: string): string {
+  return s.length < 13 ? s : ` ${s}`.slice(1); // V8 copies slices shorter than 13 characters anyway
 }
 
 function serviceOf(r: CompiledRule, program: string): Service {
@@ -112,7 +123,7 @@ function attemptOf(r: CompiledRule, groups: Record<string, string | undefined>):
   const total = totalText !== undefined && /^\d{1,6}$/.test(totalText) ? Number(totalText) : r.summary ? 1 : undefined;
   return {
     ...r.attempt,
-    ...(session !== undefined && session !== '' ? { session: `${r.daemon}:${session}` } : {}),
+    ...(session !== undefined && session !== '' ? { session: `${r.daemon}:${detach(session)}` } : {}),
     ...(total !== undefined ? { total } : {}),
   };
 }

@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { parseLine, parseRecord } from '../../src/parse/index.js';
+import { BSD_TS, bsdTime } from '../../src/parse/timestamp.js';
 import type { LogEvent } from '../../src/types.js';
 
 const NOW = Date.UTC(2024, 10, 20, 12, 0, 0);
@@ -109,4 +110,41 @@ test('property: parsing never throws and the message is a suffix of the line', (
       assert.equal(typeof r.event.time, 'number');
     }
   }), { numRuns: 3000 });
+});
+
+test('BSD dates taken by the minute give the same time as computing each one (DST zones, year turn)', () => {
+  // parseLine caches a minute and adds the seconds; bsdTime computes every date on its own.
+  const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+  const two = (n: number): string => String(n).padStart(2, '0');
+  try {
+    for (const tz of ['Europe/Berlin', 'America/New_York', 'Australia/Lord_Howe', 'UTC']) {
+      process.env.TZ = tz;
+      parseLine('Jan  1 00:00:00 h p: x', o, { now: 0 }); // the caches key on the reference, not the zone
+      fc.assert(fc.property(
+        fc.integer({ min: 0, max: 11 }), fc.integer({ min: 1, max: 31 }), fc.integer({ min: 0, max: 23 }),
+        fc.integer({ min: 0, max: 59 }), fc.array(fc.integer({ min: 0, max: 99 }), { minLength: 1, maxLength: 5 }),
+        fc.integer({ min: Date.UTC(2023, 0, 1), max: Date.UTC(2026, 0, 1) }),
+        (mo, d, h, mi, secs, ref) => {
+          for (const sec of secs) {
+            const ts = `${months[mo]!} ${String(d).padStart(2, ' ')} ${two(h)}:${two(mi)}:${two(sec)}`;
+            BSD_TS.lastIndex = 0;
+            const want = bsdTime(BSD_TS.exec(`${ts} `)!, ref);
+            assert.equal(parseLine(`${ts} mx1 postfix/smtpd[1]: x`, o, { now: ref }).time, want, `${tz} ${ts}`);
+          }
+        },
+      ), { numRuns: 500 });
+      // Every minute around this zone's 2024 DST changes.
+      for (const day of [Date.UTC(2024, 2, 9), Date.UTC(2024, 2, 31), Date.UTC(2024, 3, 7), Date.UTC(2024, 9, 6), Date.UTC(2024, 9, 27), Date.UTC(2024, 10, 3)]) {
+        for (let t = day - 86_400_000; t < day + 86_400_000; t += 60_000 + 7_000) {
+          const dt = new Date(t);
+          const ts = `${months[dt.getMonth()]!} ${String(dt.getDate()).padStart(2, ' ')} ${two(dt.getHours())}:${two(dt.getMinutes())}:${two(dt.getSeconds())}`;
+          BSD_TS.lastIndex = 0;
+          const want = bsdTime(BSD_TS.exec(`${ts} `)!, NOW);
+          assert.equal(parseLine(`${ts} mx1 dovecot: x`, o, { now: NOW }).time, want, `${tz} ${ts}`);
+        }
+      }
+    }
+  } finally {
+    process.env.TZ = 'UTC';
+  }
 });
