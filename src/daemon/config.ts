@@ -188,7 +188,11 @@ function describe(f: Field): string {
 
 function shown(v: unknown): string {
   if (v === null || v === undefined) return 'nothing';
-  if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v)}`;
+  if (typeof v === 'string') {
+    // A URL's user:password never goes into an error message (it ends up in logs).
+    const safe = v.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/i, '$1***@');
+    return `the string ${JSON.stringify(safe.length > 40 ? `${safe.slice(0, 40)}…` : safe)}`;
+  }
   if (typeof v === 'object') return Array.isArray(v) ? 'a list' : 'a mapping';
   return `${typeof v} ${String(v)}`;
 }
