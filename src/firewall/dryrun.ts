@@ -65,21 +65,26 @@ export class DryRunBackend implements KernelFirewall {
     const now = this.now();
     const ok: Item[] = [];
     const failed: { item: Item; error: Error }[] = [];
+    // Entries per family, counted once per batch and kept up to date (not recounted per ban).
+    let v6 = 0;
+    for (const k of this.entries.keys()) if (k.includes(':')) v6++;
+    const size = { 4: this.entries.size - v6, 6: v6 };
     for (const item of items) {
       const d = item.decision;
       const key = item.target.key;
       if (d.action === 'unban') {
-        this.entries.delete(key);
+        if (this.entries.delete(key)) size[item.target.family]--;
         this.record(`del ${this.set(item)} ${key}`);
       } else {
         const t = timeoutFor(d.until, now);
         if (t !== undefined) {
-          const count = [...this.entries.keys()].filter((k) => k.includes(':') === (item.target.family === 6)).length;
-          if (!this.entries.has(key) && count >= this.cfg.maxelem) {
+          const isNew = !this.entries.has(key);
+          if (isNew && size[item.target.family] >= this.cfg.maxelem) {
             failed.push({ item, error: new FirewallError(FW_CODES.SET_FULL, `set ${this.set(item)} is full (${this.cfg.maxelem})`, 'dry-run', '') });
             continue;
           }
           this.entries.set(key, t === 0 ? 0 : now + t * 1000);
+          if (isNew) size[item.target.family]++;
           this.record(`add ${this.set(item)} ${key} timeout ${t}`);
         }
       }
