@@ -5,9 +5,10 @@
 // line (kill -9 mid-write) is ignored: that batch is read again from the stream and re-applied
 // (idempotent). Rewritten as one full line (temp file, fsync, rename) when dead lines pile up, so
 // each batch costs O(batch), not O(active bans).
-import { closeSync, fdatasyncSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fdatasyncSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkUntil, checkWireTarget } from './codec.js';
+import { replaceFileDurably } from '../lib/durable-file.js';
 
 export interface EnforcerState {
   /** Last applied stream id ("" = none yet, take a snapshot). */
@@ -76,21 +77,7 @@ export class PositionLog {
   /** The whole state as one line, atomically (snapshots and compaction). */
   rewrite(id: string, all: ReadonlyMap<string, number>): void {
     this.close();
-    const tmp = `${this.path}.tmp`;
-    const fd = openSync(tmp, 'w', 0o640);
-    try {
-      writeSync(fd, `${JSON.stringify({ id, set: Object.fromEntries(all) })}\n`);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, this.path);
-    const dfd = openSync(this.dir, 'r');
-    try {
-      fsyncSync(dfd);
-    } finally {
-      closeSync(dfd);
-    }
+    replaceFileDurably(this.path, `${JSON.stringify({ id, set: Object.fromEntries(all) })}\n`, 0o640);
     this.lines = 1;
   }
 

@@ -1,8 +1,9 @@
 // The journald cursor on disk: one line in <stateDir>/<file>, replaced atomically (write a temp
 // file, fsync, rename, fsync the directory) so a crash leaves either the old or the new cursor.
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MailjailError } from '../types.js';
+import { replaceFileDurably } from '../lib/durable-file.js';
 
 export class CursorStore {
   readonly path: string;
@@ -23,21 +24,7 @@ export class CursorStore {
   save(cursor: string): void {
     try {
       mkdirSync(this.dir, { recursive: true, mode: 0o750 });
-      const tmp = `${this.path}.tmp`;
-      const fd = openSync(tmp, 'w', 0o640);
-      try {
-        writeSync(fd, `${cursor}\n`);
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-      renameSync(tmp, this.path);
-      const dfd = openSync(this.dir, 'r');
-      try {
-        fsyncSync(dfd);
-      } finally {
-        closeSync(dfd);
-      }
+      replaceFileDurably(this.path, `${cursor}\n`, 0o640);
     } catch (e) {
       throw new MailjailError('MJ_JOURNAL_CURSOR', `cannot write ${this.path}`, { cause: e });
     }

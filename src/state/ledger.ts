@@ -3,11 +3,12 @@
 // disk when `kill -9` comes. A torn last line (killed mid-write) is cut off on open. Compaction
 // rewrites the file with only what a restart needs (active bans, history inside the window, the
 // counted-through position) via write-temp + fsync + rename + fsync(dir).
-import { closeSync, existsSync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { isIpv6, parseCidr, splitCidr } from '../parse/ip.js';
 import { MailjailError } from '../types.js';
 import type { BanRecord, LedgerEntry, LedgerSink, LedgerState, Through } from './records.js';
+import { replaceFileDurably } from '../lib/durable-file.js';
 
 export const LEDGER_FILE = 'bans.jsonl';
 /** Holds the pid of the process that has the ledger open: two writers would interleave bans. */
@@ -130,19 +131,10 @@ export class Ledger implements LedgerSink {
   /** Rewrites the file with live state only. `now` decides what history is still inside the window. */
   compact(now: number): void {
     this.prune(now);
-    const tmp = `${this.path}.tmp`;
-    const fd = openSync(tmp, 'w', 0o600);
-    try {
-      let text = '';
-      for (const b of this.bans) text += JSON.stringify({ t: 'ban', ...b }) + '\n';
-      text += JSON.stringify({ t: 'mark', through: this.through }) + '\n';
-      writeSync(fd, text);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, this.path);
-    this.syncDir();
+    let text = '';
+    for (const b of this.bans) text += JSON.stringify({ t: 'ban', ...b }) + '\n';
+    text += JSON.stringify({ t: 'mark', through: this.through }) + '\n';
+    replaceFileDurably(this.path, text, 0o600);
     closeSync(this.fd);
     this.fd = openSync(this.path, 'a', 0o600);
     this.appended = this.bans.length + 1;
