@@ -3,7 +3,7 @@
 import { fileURLToPath } from 'node:url';
 import { parseIp } from '../parse/ip.js';
 import { parseRecord } from '../parse/index.js';
-import type { LogEvent } from '../types.js';
+import type { LogEvent, Match } from '../types.js';
 import { RuleEngine } from './engine.js';
 import { RuleLoadError, readRuleDir } from './load.js';
 import type { RuleFault, RuleFile } from './load.js';
@@ -19,12 +19,18 @@ export function sampleEvent(line: string, at: string): LogEvent | undefined {
   return 'event' in r ? r.event : undefined;
 }
 
+/** The first rule of `file` that matches `ev`, among those its program reaches. */
+function matchInFile(file: RuleFile, engine: RuleEngine, ev: LogEvent): Match | undefined {
+  const reachable = engine.groupFor(ev.program).rules;
+  return engine.matchIn(file.rules.filter((r) => reachable.includes(r)), ev);
+}
+
 /** Runs every sample of a file through its own rules (and its program list). */
 export function checkSamples(file: RuleFile, engine: RuleEngine, faults: RuleFault[]): void {
   for (const rule of file.rules) {
     for (const s of rule.samples.match) {
       const ev = sampleEvent(s.line, s.at);
-      const m = ev && engine.matchIn(file.rules.filter((r) => engine.groupFor(ev.program).rules.includes(r)), ev);
+      const m = ev && matchInFile(file, engine, ev);
       const want = parseIp(s.ip);
       const fail = (why: string): void => { faults.push({ code: 'MJ_RULE_SAMPLE', at: s.at, message: `rule ${rule.id}: ${why}` }); };
       if (!want) fail(`expected ip ${s.ip} is not a valid address`);
@@ -37,7 +43,7 @@ export function checkSamples(file: RuleFile, engine: RuleEngine, faults: RuleFau
     }
     for (const s of rule.samples.nomatch) {
       const ev = sampleEvent(s.line, s.at);
-      const m = ev && engine.matchIn(file.rules.filter((r) => engine.groupFor(ev.program).rules.includes(r)), ev);
+      const m = ev && matchInFile(file, engine, ev);
       if (m) faults.push({ code: 'MJ_RULE_SAMPLE', at: s.at, message: `rule ${rule.id}: nomatch sample matched rule ${m.ruleId} (ip ${m.ip})` });
     }
   }
