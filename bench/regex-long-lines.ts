@@ -7,14 +7,14 @@
 //  - benign: the sample with server-like text appended (a long TLS error, a long reason);
 //  - hostile: the sample with its captured user name (or, without one, the text after the first
 //    keyword) replaced by attacker-like filler of `<>(),=[]:; ` and partial field names.
-// Usage: node dist/bench/regex-long-lines.js [--rules DIR] [--reps N]
+// Usage: node dist/bench/regex-long-lines.js [--rules DIR] [--reps N] [--sizes 1024,8192,65536] [--per-rule N]
+// (`--child` prints the rows as JSON for one setting: test/rules/regex-time.test.ts uses it.)
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { BUNDLED_RULES_DIR, loadRulePack, sampleEvent } from '../src/rules/pack.js';
 import type { LogEvent } from '../src/types.js';
 
 const FLAG = '--enable-experimental-regexp-engine-on-excessive-backtracks';
-const SIZES = [1024, 8192, 65536] as const;
 const arg = (name: string, def: string): string => {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 && process.argv[i + 1] ? process.argv[i + 1]! : def;
@@ -33,7 +33,7 @@ function child(dir: string, reps: number): Row[] {
     const base: LogEvent[] = [];
     const users: (string | undefined)[] = [];
     for (const r of f.rules) {
-      for (const s of r.samples.match) {
+      for (const s of r.samples.match.slice(0, perRule)) {
         const ev = sampleEvent(s.line, s.at);
         if (!ev) continue;
         base.push(ev);
@@ -61,14 +61,16 @@ function child(dir: string, reps: number): Row[] {
   return rows;
 }
 
+const SIZES = arg('sizes', '1024,8192,65536').split(',').map(Number);
 const dir = arg('rules', BUNDLED_RULES_DIR);
+const perRule = Number(arg('per-rule', '1000'));
 const reps = Number(arg('reps', '20'));
 if (process.argv.includes('--child')) {
   process.stdout.write(JSON.stringify(child(dir, reps)));
 } else {
   const self = fileURLToPath(import.meta.url);
   const run = (flags: string[]): Row[] => {
-    const r = spawnSync(process.execPath, [...flags, self, '--child', '--rules', dir, '--reps', String(reps)], { encoding: 'utf8', maxBuffer: 1 << 26 });
+    const r = spawnSync(process.execPath, [...flags, self, '--child', '--rules', dir, '--reps', String(reps), '--sizes', SIZES.join(','), '--per-rule', String(perRule)], { encoding: 'utf8', maxBuffer: 1 << 26 });
     if (r.status !== 0) throw new Error(`child failed: ${r.stderr}`);
     return JSON.parse(r.stdout) as Row[];
   };
