@@ -256,8 +256,8 @@ export class Daemon implements ControlHandlers {
     this.enforcer = init.enforcer;
     this.counter = init.counter;
     this.sink = new FirewallSink(init.backend, deps.metrics, deps.log, {
-      // Cluster bans applied here
-      // (from Redis) belong in the kernel too, so reconcile and recovery keep them.
+      // Cluster bans applied here (from Redis) belong in the kernel too, so reconcile and
+      // recovery keep them.
       activeBans: () => {
         const m = new Map<string, number>(this.decider.activeBans(this.now()).map((b) => [b.target, b.until]));
         for (const [t, u] of this.enforcer?.activeBans() ?? []) if ((m.get(t) ?? 0) < u) m.set(t, u);
