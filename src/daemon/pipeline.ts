@@ -14,7 +14,7 @@ import { SharedCounter, type SharedPolicy } from '../state/redis-counter.js';
 import { loadAllowlist } from '../state/allowlist.js';
 import { Decider } from '../state/decider.js';
 import { Ledger } from '../state/ledger.js';
-import type { Policy } from '../state/policy.js';
+import { DEFAULT_ESCALATION_WINDOW, historyMsFor, type Policy } from '../state/policy.js';
 import type { BanDecision, Cidr, FirewallBackend, Ip, Match, RawRecord, Source } from '../types.js';
 import { MailjailError } from '../types.js';
 import type { BanEntry, BanResult, ControlHandlers, ReloadResult, StatusResult, UnbanResult } from '../control/protocol.js';
@@ -96,6 +96,20 @@ function sharedPolicies(c: MailjailConfig): Map<string, SharedPolicy> {
   return new Map(c.policies.filter((p) => p.distinctUsers === undefined).map((p) => [p.name, { findtimeMs: p.findtime, maxretry: p.maxretry }]));
 }
 
+/**
+ * How long the ledger keeps past bans: the longest escalation/recidive history any policy needs,
+ * and never less than the default escalation window, so that a policy added by a later reload
+ * still finds a month of history.
+ */
+export function ledgerHistoryMs(c: MailjailConfig): number {
+  return Math.max(DEFAULT_ESCALATION_WINDOW * 1000, historyMsFor(c.policies.map(toStatePolicy)));
+}
+
+/** Whether this daemon reads its sources (a pure enforcer in a cluster does not). */
+function readsSources(c: MailjailConfig): boolean {
+  return !(c.redis && (c.role ?? 'both') === 'enforcer');
+}
+
 /** The numeric part of what a source says about itself (sources may offer `stats()`). */
 function sourceStats(src: Source | undefined): Record<string, number> | undefined {
   const st = (src as { stats?: () => unknown } | undefined)?.stats?.();
@@ -119,6 +133,13 @@ const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
 const withTimeout = <T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> =>
   Promise.race([p, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), ms).unref?.())]);
 
+/** A source that could not be built, by name (`cause` is what its factory threw). */
+class SourceBuildError extends Error {
+  constructor(readonly source: string, override readonly cause: unknown) {
+    super(`source "${source}": ${(cause as Error)?.message ?? String(cause)}`);
+  }
+}
+
 type RunnerState = 'starting' | 'running' | 'restarting' | 'finished' | 'stopped';
 
 /** Runs one source, restarting it with backoff when it fails (the source never retries itself). */
@@ -137,7 +158,8 @@ class SourceRunner {
     private readonly make: () => Source,
     private readonly onBatch: (batch: readonly RawRecord[], runner: SourceRunner) => void,
     private readonly d: Daemon,
-    first: Source,
+    /** Built beforehand (a new source), or undefined: built here (one replacing an old instance). */
+    first: Source | undefined,
   ) {
     this.loop = this.run(first);
   }
@@ -193,7 +215,7 @@ export class Daemon implements ControlHandlers {
   readonly restartMaxMs: number;
   private config: MailjailConfig;
   private engine: RuleEngine;
-  private decider: Decider;
+  private readonly decider: Decider;
   private readonly allow: SwappableAllowlist;
   private readonly ledger: Ledger;
   private readonly sink: FirewallSink;
@@ -234,8 +256,8 @@ export class Daemon implements ControlHandlers {
     this.enforcer = init.enforcer;
     this.counter = init.counter;
     this.sink = new FirewallSink(init.backend, deps.metrics, deps.log, {
-      // Read live: after a policy reload the decider is a new one. Cluster bans applied here
-      // (from Redis) belong in the kernel too, so reconcile and recovery keep them.
+      // Cluster bans applied here (from Redis) belong in the kernel too, so reconcile and
+      // recovery keep them.
       activeBans: () => {
         const m = new Map<string, number>(this.decider.activeBans(this.now()).map((b) => [b.target, b.until]));
         for (const [t, u] of this.enforcer?.activeBans() ?? []) if ((m.get(t) ?? 0) < u) m.set(t, u);
@@ -315,7 +337,9 @@ export class Daemon implements ControlHandlers {
     } catch (e) {
       throw new MailjailError('MJ_STATE_DIR', `cannot create the state directory ${config.state.dir}: ${(e as Error).message}`);
     }
-    const { ledger, state, badLines } = Ledger.open(config.state.dir);
+    // Past bans are kept as long as the longest escalation/recidive window needs them (a 90-day
+    // window must still see a 40-day-old ban after compaction).
+    const { ledger, state, badLines } = Ledger.open(config.state.dir, { historyMs: ledgerHistoryMs(config) });
     if (badLines > 0) log.warn({ badLines, ledger: ledger.path }, 'ledger had unreadable lines (a torn last write is normal after a crash)');
     let decider: Decider;
     let restored: BanDecision[];
@@ -380,9 +404,18 @@ export class Daemon implements ControlHandlers {
     // After the firewall holds the ledger's and the last known cluster bans: catch up from Redis.
     enforcer?.start();
     try {
-      if (role === 'enforcer' && config.redis) {
+      if (!readsSources(config)) {
         if (config.sources.length > 0) log.warn({ sources: config.sources.map((s) => s.name) }, 'role enforcer: sources are not read (set role: both to also count here)');
-      } else d.startSources(config.sources);
+      } else {
+        // A source that cannot even be created fails the start.
+        let built: [SourceConfig, Source][];
+        try {
+          built = d.buildSources(config.sources, config, d.engine);
+        } catch (e) {
+          throw e instanceof SourceBuildError ? e.cause : e; // as the source factory threw it
+        }
+        for (const [cfg, first] of built) d.runSource(cfg, first);
+      }
     } catch (e) {
       await d.stop();
       throw e;
@@ -397,26 +430,34 @@ export class Daemon implements ControlHandlers {
     return d;
   }
 
-  /** Starts sources; at start-up one that cannot be built fails the start, on reload it is left out. */
-  private startSources(list: readonly SourceConfig[], lenient = false): void {
-    for (const cfg of list) {
-      if (lenient) {
-        try {
-          this.startSources([cfg]);
-        } catch (e) {
-          this.log.error({ source: cfg.name, err: (e as Error).message }, 'source could not start; left out until the next reload');
-        }
-        continue;
+  /** How a source of `config` is built (each restart by the supervisor builds it again). */
+  private sourceMaker(cfg: SourceConfig, config: MailjailConfig, engine: RuleEngine): () => Source {
+    return () => this.deps.makeSource(cfg, {
+      stateDir: config.state.dir, log: this.log.child({ source: cfg.name }), metrics: this.metrics,
+      programs: engine.programs(),
+      lookbackMs: cfg.type === 'journald' && cfg.lookback > 0 ? cfg.lookback : Math.max(...config.policies.map((p) => p.findtime)),
+    });
+  }
+
+  /**
+   * Builds each source once, before anything is started or stopped, so that one that cannot even
+   * be created (bad settings, a missing journal binding...) fails the start or refuses the reload;
+   * the error names the source. Building binds nothing: sockets and journals open when it runs.
+   */
+  private buildSources(list: readonly SourceConfig[], config: MailjailConfig, engine: RuleEngine): [SourceConfig, Source][] {
+    return list.map((cfg) => {
+      try {
+        return [cfg, this.sourceMaker(cfg, config, engine)()];
+      } catch (e) {
+        throw new SourceBuildError(cfg.name, e);
       }
-      const make = (): Source => this.deps.makeSource(cfg, {
-        stateDir: this.config.state.dir, log: this.log.child({ source: cfg.name }), metrics: this.metrics,
-        programs: this.engine.programs(),
-        lookbackMs: cfg.type === 'journald' && cfg.lookback > 0 ? cfg.lookback : Math.max(...this.config.policies.map((p) => p.findtime)),
-      });
-      // Built once here so that a source that cannot even be created fails the start or reload.
-      const first = make();
-      this.runners.set(cfg.name, new SourceRunner(cfg, make, (b, r) => this.onBatch(b, r), this, first));
-    }
+    });
+  }
+
+  /** Runs a source under the supervisor; `first` is an instance built beforehand, if any. */
+  private runSource(cfg: SourceConfig, first: Source | undefined): void {
+    const make = this.sourceMaker(cfg, this.config, this.engine);
+    this.runners.set(cfg.name, new SourceRunner(cfg, make, (b, r) => this.onBatch(b, r), this, first));
   }
 
   /** sources → parse → rules → state → firewall, for one batch. */
@@ -591,6 +632,14 @@ export class Daemon implements ControlHandlers {
 
   private async doReload(): Promise<ReloadResult> {
     if (this.stopping) throw new MailjailError('MJ_RELOAD_REFUSED', 'shutting down');
+    const refuse = (what: string, e: unknown): MailjailError => {
+      this.metrics.reloads.inc({ result: 'refused' });
+      const msg = (e as Error)?.message ?? String(e);
+      this.log.error({ err: msg, ...(e instanceof SourceBuildError ? { source: e.source } : {}) }, 'reload refused: the running config stays in force');
+      return new MailjailError('MJ_RELOAD_REFUSED', `new ${what} refused, the old one keeps running:\n${msg}`);
+    };
+    // Everything new is built and checked before anything running is touched: a refused reload
+    // leaves the old config, rules, policies and sources as they were.
     let next: MailjailConfig;
     let engine: RuleEngine;
     let allow;
@@ -598,54 +647,61 @@ export class Daemon implements ControlHandlers {
       next = this.deps.loadConfig();
       engine = (this.deps.loadRules ?? loadRulePack)(next.rules.dir);
       allow = await loadAllowlist({ entries: next.allowlist, self: this.deps.allowSelf ?? true }, this.deps.resolveHost);
-      // New sources must at least be constructible before anything is swapped.
     } catch (e) {
-      this.metrics.reloads.inc({ result: 'refused' });
-      const msg = (e as Error).message;
-      this.log.error({ err: msg }, 'reload refused: the running config stays in force');
-      throw new MailjailError('MJ_RELOAD_REFUSED', `new configuration refused, the old one keeps running:\n${msg}`);
+      throw refuse('configuration', e);
     }
     const prev = this.config;
+    // Sources: an unchanged running one stays; a new or changed one must build before any stops.
+    // (Role and Redis settings take effect at restart: a pure enforcer keeps reading nothing.)
+    const wanted = readsSources(prev) ? next.sources : [];
+    const changed = wanted.filter((c) => {
+      const r = this.runners.get(c.name);
+      return !(r && JSON.stringify(c) === JSON.stringify(r.cfg) && r.state !== 'finished');
+    });
+    let built: [SourceConfig, Source][];
+    try {
+      built = this.buildSources(changed, next, engine);
+    } catch (e) {
+      throw refuse('configuration', e);
+    }
     const policiesChanged = JSON.stringify(prev.policies) !== JSON.stringify(next.policies) || prev.state.maxTracked !== next.state.maxTracked;
+    let afresh: string[] = [];
     if (policiesChanged) {
-      // Policies are part of the decider; a new one restores bans and history from the ledger.
-      // Counters of the old policies cannot carry over to different thresholds.
-      let decider: Decider;
+      // The same decider, reloaded: counters carry over where they still mean the same thing,
+      // bans and escalation history always (it validates everything before changing anything).
       try {
-        const counter = this.counter;
-        decider = new Decider({
-          policies: next.policies.map(toStatePolicy), allowlist: this.allow, maxTracked: next.state.maxTracked, ledger: this.ledger,
-          ...(counter ? { onCounted: (e) => counter.note(e) } : {}),
-        });
-        // Bans and history only: the sources go on where they are, nothing is re-fed, so no
-        // counted-through positions (they would make the new decider skip live lines).
-        decider.restore({ bans: this.ledger.state().bans, through: {} }, this.now());
+        afresh = this.decider.reload({ policies: next.policies.map(toStatePolicy), maxTracked: next.state.maxTracked });
       } catch (e) {
-        this.metrics.reloads.inc({ result: 'refused' });
-        throw new MailjailError('MJ_RELOAD_REFUSED', `new policies refused, the old ones keep running: ${(e as Error).message}`);
+        throw refuse('policies', e);
       }
-      this.decider = decider;
       this.counter?.setPolicies(sharedPolicies(next));
-      this.log.warn('policies changed: attempt counters restart; bans and escalation history are kept');
+      this.ledger.keepHistory(ledgerHistoryMs(next));
+      if (afresh.length > 0) this.log.warn({ policies: afresh }, 'policies changed how they count (prefixes, classes, services or distinct users): their attempt counters restart; bans and escalation history are kept');
     }
     this.allow.swap(allow);
     this.engine = engine;
     this.config = next;
-    // Sources: stop the removed or changed ones, start the new or changed ones.
-    const want = new Map(next.sources.map((s) => [s.name, s]));
+    // Stop the removed and changed sources, then start the new and changed ones.
+    const keep = new Set(wanted.map((c) => c.name));
+    for (const [cfg] of built) keep.delete(cfg.name);
     const stopping: Promise<void>[] = [];
+    const replaced = new Set<string>();
     for (const [name, r] of this.runners) {
-      const n = want.get(name);
-      if (n && JSON.stringify(n) === JSON.stringify(r.cfg) && r.state !== 'finished') {
-        want.delete(name);
-        continue;
-      }
+      if (keep.has(name)) continue;
       r.abort();
       stopping.push(r.loop);
       this.runners.delete(name);
+      replaced.add(name);
     }
     await Promise.all(stopping);
-    this.startSources([...want.values()], true);
+    // A shutdown that began meanwhile has stopped what it saw; nothing new may start behind it.
+    if (this.stopping) throw new MailjailError('MJ_RELOAD_REFUSED', 'shutting down');
+    for (const [cfg, first] of built) {
+      // One that replaces an old instance is built again now that the old one has stopped, so it
+      // picks up where that one left off (journal cursor, listening port); the first build proved
+      // it can be built, a failure now is retried by the supervisor.
+      this.runSource(cfg, replaced.has(cfg.name) ? undefined : first);
+    }
     for (const [what, a, b] of [
       ['firewall', prev.firewall, next.firewall], ['control', prev.control, next.control],
       ['metrics', prev.metrics, next.metrics], ['state.dir', prev.state.dir, next.state.dir],
@@ -654,7 +710,7 @@ export class Daemon implements ControlHandlers {
       if (JSON.stringify(a) !== JSON.stringify(b)) this.log.warn({ section: what }, `${what} settings changed: they take effect at the next restart`);
     }
     this.metrics.reloads.inc({ result: 'ok' });
-    this.log.info({ config: next.files, policiesChanged }, 'configuration reloaded');
+    this.log.info({ config: next.files, policiesChanged, ...(afresh.length > 0 ? { countersRestarted: afresh } : {}) }, 'configuration reloaded');
     return { files: next.files };
   }
 

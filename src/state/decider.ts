@@ -111,7 +111,7 @@ export class Decider {
   private readonly dedupe: Deduper;
   private allowlist: Allowlist | undefined;
   private readonly ledger: LedgerSink | undefined;
-  private readonly maxTracked: number;
+  private maxTracked: number;
   /** Counted-through position per source. */
   private readonly positions = new Map<string, { line?: number; cursor?: string; time: number }>();
   /** Restored watermarks still to pass, per source. */
@@ -315,15 +315,20 @@ export class Decider {
   }
 
   /**
-   * Config reload: a new allowlist and/or policy set, keeping what still applies. A policy whose
-   * maxretry, prefixes and distinct-user setting are unchanged keeps its counters (findtime,
-   * bantime, escalation may change); every policy keeps its bans and history by name; bans of
-   * removed policies stay listed (and can be unbanned) until they expire. Validates everything
-   * before changing anything.
+   * Config reload: a new allowlist, policy set and/or table bound, keeping what still applies.
+   * Counters carry over (resized when maxretry or maxTracked change) while every attempt they hold
+   * would still count under the new policy: same prefixes, no class or service dropped, and no
+   * distinct-user rule newly required (older attempts have no user names). Otherwise that policy's
+   * counters start afresh. Every policy keeps its bans and history by name; bans of removed policies
+   * stay listed (and can be unbanned) until they expire. Validates everything before changing
+   * anything. Returns the names of the policies whose counters started afresh.
    */
-  reload(opts: { readonly policies?: readonly Policy[]; readonly allowlist?: Allowlist }): void {
-    if (opts.policies) {
-      const ps = opts.policies;
+  reload(opts: { readonly policies?: readonly Policy[]; readonly allowlist?: Allowlist; readonly maxTracked?: number }): string[] {
+    const max = opts.maxTracked ?? this.maxTracked;
+    if (!Number.isInteger(max) || max < 1) throw new MailjailError('MJ_STATE_POLICY', 'maxTracked must be a positive integer');
+    const afresh: string[] = [];
+    const ps = opts.policies ?? (max !== this.maxTracked ? this.states.map((st) => st.p) : undefined);
+    if (ps) {
       if (ps.length === 0) throw new MailjailError('MJ_STATE_POLICY', 'at least one policy is needed');
       const names = new Set<string>();
       for (const p of ps) {
@@ -334,7 +339,20 @@ export class Decider {
       const next: PolicyState[] = [];
       for (const p of ps) {
         const old = this.byName.get(p.name);
-        const base = old && sameCounting(old.p, p) ? old : this.makeState(p, this.maxTracked);
+        // A carrier of a removed policy's bans has no counters worth keeping.
+        const live = old !== undefined && this.states.includes(old) ? old : undefined;
+        let base: PolicyState;
+        if (live && sameCounting(live.p, p) && max === this.maxTracked && keepsCounts(live.p, p)) base = live;
+        else {
+          base = this.makeState(p, max);
+          if (live && keepsCounts(live.p, p)) {
+            const ev = base.evidence;
+            live.table.copyInto(base.table, (from, to) => {
+              const e = live.evidence?.get(from);
+              if (e && ev) ev.set(to, e);
+            });
+          } else if (live) afresh.push(p.name);
+        }
         const st: PolicyState = { ...base, p, window: p.findtime * 1000, historyMs: historyWindow(p) * 1000, ...(old ? { bans: old.bans, history: old.history, allowReported: old.allowReported } : {}) };
         next.push(st);
         this.byName.set(p.name, st);
@@ -345,8 +363,10 @@ export class Decider {
         this.byName.set(old.p.name, { ...carrier, bans: old.bans, history: old.history });
       }
       this.states = next;
+      this.maxTracked = max;
     }
     if (opts.allowlist) this.allowlist = opts.allowlist;
+    return afresh;
   }
 
   /** Active bans at `now`, over all policies. */
@@ -626,6 +646,17 @@ function hex(c: number): number {
 /** Whether two versions of a policy count into the same table (same ring size and keys). */
 function sameCounting(a: Policy, b: Policy): boolean {
   return a.maxretry === b.maxretry && a.ipv4Prefix === b.ipv4Prefix && a.ipv6Prefix === b.ipv6Prefix && (a.distinctUsers === undefined) === (b.distinctUsers === undefined);
+}
+
+/**
+ * Whether the attempts counted under `a` still count under `b`: the same keys (prefixes), no
+ * class or service dropped, and user names held if `b` needs them.
+ */
+function keepsCounts(a: Policy, b: Policy): boolean {
+  const covers = <T>(was: readonly T[] | undefined, now: readonly T[] | undefined): boolean =>
+    now === undefined || (was !== undefined && was.every((x) => now.includes(x)));
+  return a.ipv4Prefix === b.ipv4Prefix && a.ipv6Prefix === b.ipv6Prefix && covers(a.classes, b.classes) && covers(a.services, b.services) &&
+    (b.distinctUsers === undefined || a.distinctUsers !== undefined);
 }
 
 /** Forgets the counts of the key that holds `addr` under `p`. */

@@ -34,7 +34,7 @@ export class Ledger implements LedgerSink {
   readonly path: string;
   private fd: number;
   private readonly dir: string;
-  private readonly historyMs: number;
+  private historyMs: number;
   private readonly compactAfter: number;
   private readonly sync: boolean;
   private bans: BanRecord[] = [];
@@ -116,6 +116,11 @@ export class Ledger implements LedgerSink {
   /** Forgets bans that are over and older than the history window. */
   private prune(now: number): void {
     this.bans = this.bans.filter((b) => b.until > now || b.since >= now - this.historyMs);
+  }
+
+  /** A new history window (ms) after a config reload; what compaction keeps from now on. */
+  keepHistory(ms: number): void {
+    this.historyMs = ms;
   }
 
   /** Writes a checkpoint of the counted-through position (orderly shutdown). */

@@ -147,6 +147,36 @@ export class SlotTable {
     return seen.length + unknown;
   }
 
+  /**
+   * Copies every tracked key with its newest attempts into `into` (an empty table, possibly with
+   * another ring length, bound or user tracking), keeping recency order; when `into` holds fewer
+   * keys, the least recently used ones are left behind and counted as evictions. `moved(from, to)`
+   * is told each slot's new number. Used by a config reload that changes maxretry or maxTracked.
+   */
+  copyInto(into: SlotTable, moved?: (from: number, to: number) => void): void {
+    if (into.size_ !== 0) throw new Error('copyInto needs an empty table');
+    // Most recently used first, up to what `into` can hold; then added oldest first.
+    const order: number[] = [];
+    for (let s = this.head_; s >= 0 && order.length < into.max; s = this.next[s]!) order.push(s);
+    into.evictions = this.evictions + (this.size_ - order.length);
+    const r = this.ring, nr = into.ring, keep = Math.min(r, nr);
+    for (let i = order.length - 1; i >= 0; i--) {
+      const s = order[i]!, b = s * 4;
+      into.key[0] = this.keys[b]!; into.key[1] = this.keys[b + 1]!; into.key[2] = this.keys[b + 2]!; into.key[3] = this.keys[b + 3]!;
+      const t = into.add();
+      // The newest `keep` ring entries, oldest of them first, from slot 0 of the new ring.
+      for (let k = 0; k < keep; k++) {
+        const from = s * r + ((this.pos[s]! + r - keep + k) % r);
+        into.times[t * nr + k] = this.times[from]!;
+        if (into.users) into.users[t * nr + k] = this.users?.[from] ?? 0;
+      }
+      into.pos[t] = keep % nr;
+      into.definite[t] = this.definite[s]!;
+      into.definitePrev[t] = this.definitePrev[s]!;
+      moved?.(s, t);
+    }
+  }
+
   /** Bytes held by the table's arrays (for stats and the benchmark). */
   get bytes(): number {
     return this.index.byteLength + this.keys.byteLength + this.prev.byteLength + this.next.byteLength +

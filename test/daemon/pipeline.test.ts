@@ -131,7 +131,7 @@ test('reload keeps counters and bans; a broken config is refused and the old one
     r.setConfig(new Error('MJ_CONFIG_TYPE: mailjail.yaml:3:5: policies.auth.maxretry: expected an integer'));
     await assert.rejects(r.daemon.reload(), /MJ_RELOAD_REFUSED: new configuration refused, the old one keeps running:\nMJ_CONFIG_TYPE/);
     assert.equal((await r.daemon.status()).sources[0]!.state, 'running');
-    // A policy change restarts counters but keeps bans (from the ledger).
+    // A policy change keeps bans (and counters: test/daemon/reload.test.ts).
     r.setConfig(testConfig(dir, 'maxretry: 2\n    findtime: 10m\n    bantime: 1h'));
     await r.daemon.reload();
     assert.equal((await r.daemon.bans()).length, 2);

@@ -358,7 +358,7 @@ test('reload: compatible policies keep their counters, all keep bans and history
   assert.equal(d.unban({ target: '192.0.2.31', now: T0 + 30 }).length, 2);
   for (let i = 0; i < 10; i++) d.observe(match('192.0.2.32', T0 + 40 + i), T0 + 40 + i);
   assert.equal(d.stats().allowlistedHits, 10);
-  // A change of maxretry starts that policy's counters afresh; bad configs change nothing.
+  // A bad config changes nothing; a change of maxretry keeps the counters (test/state/decider-reload.test.ts).
   assert.throws(() => d.reload({ policies: [{ ...P, maxretry: 0 }] }), /MJ_STATE_POLICY/);
   d.reload({ policies: [{ ...P, maxretry: 3 }] });
   for (let i = 0; i < 2; i++) d.observe(match('198.51.100.1', T0 + 50 + i), T0 + 50 + i);
