@@ -8,7 +8,7 @@
 //  - hostile: the sample with its captured user name (or, without one, the text after the first
 //    keyword) replaced by attacker-like filler of `<>(),=[]:; ` and partial field names.
 // Usage: node dist/bench/regex-long-lines.js [--rules DIR] [--reps N] [--sizes 1024,8192,65536] [--per-rule N]
-// (`--child` prints the rows as JSON for one setting: test/rules/regex-time.test.ts uses it.)
+// (`--child` prints the rows as JSON for one setting: test/rules/regex-time.test.ts uses it, with V8's fallback trace.)
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { BUNDLED_RULES_DIR, loadRulePack, sampleEvent } from '../src/rules/pack.js';
