@@ -1,6 +1,6 @@
 // `mailjail check`: replays log files (or stdin) through parse → rules → state with the event-time
 // clock, and tells a mail admin what mailjail would catch and whom it would ban.
-import { statSync } from 'node:fs';
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { LINE_FORMATS, parseRecord } from '../parse/index.js';
 import type { LineFormat } from '../parse/index.js';
@@ -13,7 +13,7 @@ import type { Policy } from '../state/policy.js';
 import type { Match } from '../types.js';
 import { isIpv6, prefixOf } from '../parse/ip.js';
 import { MailjailError } from '../types.js';
-import { BufferedOut, fmtInt, table } from './output.js';
+import { BufferedOut, count, fmtInt, table } from './output.js';
 
 export interface CheckOptions {
   readonly rules: string;
@@ -33,6 +33,10 @@ export interface CheckSummary {
   parseErrors: number;
   oversize: number;
   invalidCaptures: number;
+  /** Lines in no format check knows: no syslog/RFC 5424 header, not journald JSON, no daemon-log rule matched. */
+  notUnderstood: number;
+  /** Of those, lines holding NUL bytes or invalid UTF-8: binary input. */
+  binaryLines: number;
   perRule: Map<string, { n: number; service: string; cls: string }>;
   perService: Map<string, number>;
   perClass: Map<string, number>;
@@ -83,15 +87,15 @@ export async function runCheck(files: string[], opts: CheckOptions, out: NodeJS.
   }
   for (const f of files) {
     if (f === '-') continue;
-    try {
-      if (!statSync(f).isFile()) throw new Error('not a regular file');
-    } catch (e) {
-      process.stderr.write(`mailjail check: cannot read ${f}: ${(e as Error).message}\n`);
+    const why = unreadable(f);
+    if (why) {
+      process.stderr.write(why);
       return 2;
     }
   }
   const policy: Policy = {
     ...DEFAULT_POLICY,
+    name: 'auth', // what the default config and the daemon call this policy
     ...(opts.maxretry !== undefined ? { maxretry: opts.maxretry } : {}),
     ...(opts.findtime !== undefined ? { findtime: opts.findtime } : {}),
   };
@@ -99,7 +103,7 @@ export async function runCheck(files: string[], opts: CheckOptions, out: NodeJS.
   const decider = new Decider({ policies: [policy] });
   const w = new BufferedOut(out);
   const s: CheckSummary = {
-    lines: 0, matched: 0, parseErrors: 0, oversize: 0, invalidCaptures: 0,
+    lines: 0, matched: 0, parseErrors: 0, oversize: 0, invalidCaptures: 0, notUnderstood: 0, binaryLines: 0,
     perRule: new Map(), perService: new Map(), perClass: new Map(), offenders: new Map(),
     bans: [], banLine: new Map(), seconds: 0, policy,
   };
@@ -115,7 +119,14 @@ export async function runCheck(files: string[], opts: CheckOptions, out: NodeJS.
         const r = parseRecord(rec, ctx);
         if (!('event' in r)) { s.parseErrors++; continue; }
         const m = engine.match(r.event);
-        if (!m) continue;
+        if (!m) {
+          // A line with no header that no daemon-log rule took: check could not read it.
+          if (r.event.program === '' && rec.kind === 'line') {
+            s.notUnderstood++;
+            if (isBinaryLine(rec.text)) s.binaryLines++;
+          }
+          continue;
+        }
         const line = rec.origin.line ?? 0;
         const decisions = decider.observe(m, m.event.time);
         tally(s, m, decider.lastAttempts);
@@ -137,7 +148,72 @@ export async function runCheck(files: string[], opts: CheckOptions, out: NodeJS.
   if (opts.json) w.write(`${JSON.stringify({ summary: jsonSummary(s) })}\n`);
   else w.write(report(s, files, opts.top));
   await w.end();
+  if (looksBinary(s.binaryLines, s.lines - s.oversize)) {
+    process.stderr.write(`mailjail check: the input looks binary, not like a log (${count(s.binaryLines, 'line')} of ${fmtInt(s.lines)} ` +
+      `hold NUL bytes or invalid UTF-8).\n${JOURNAL_HINT}`);
+    return 2;
+  }
   return 0;
+}
+
+/** The journal route, for a missing mail log and for binary input (journal files are binary). */
+const JOURNAL_HINT =
+  '  To replay the journal (mail facility, last day):\n' +
+  '    journalctl -o json --since -1d SYSLOG_FACILITY=2 | mailjail check -\n' +
+  '  or by unit: journalctl -o json -u postfix@- -u dovecot | mailjail check -\n' +
+  '  a journal file: journalctl -o json --file FILE.journal | mailjail check -\n';
+
+/** Why `f` cannot be replayed, as a message for a mail admin (ending in a newline); undefined when it can. */
+function unreadable(f: string): string | undefined {
+  let fd: number | undefined;
+  try {
+    if (!statSync(f).isFile()) return `mailjail check: cannot read ${f}: not a regular file\n`;
+    fd = openSync(f, 'r');
+    const head = Buffer.alloc(SNIFF_BYTES);
+    const n = readSync(fd, head, 0, SNIFF_BYTES, 0);
+    if (sniffBinary(head.subarray(0, n))) {
+      return `mailjail check: ${f} is a binary file, not a log (most of its first lines hold NUL bytes or invalid UTF-8).\n${JOURNAL_HINT}`;
+    }
+    return undefined;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') {
+      return `mailjail check: ${f}: no such file. Systems without rsyslog (Debian 12 by default) keep the mail log only in the journal.\n${JOURNAL_HINT}`;
+    }
+    if (code === 'EACCES') return `mailjail check: cannot read ${f}: permission denied (run as root, or as a member of the group that owns it)\n`;
+    return `mailjail check: cannot read ${f}: ${(e as Error).message}\n`;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+const SNIFF_BYTES = 64 * 1024;
+
+/** NUL or U+FFFD (what invalid UTF-8 decodes to): a line of a binary file, not of a log. */
+function isBinaryLine(text: string): boolean {
+  return text.includes('\u0000') || text.includes('\ufffd');
+}
+
+/**
+ * Binary when at least half the lines (and at least one) look binary. A ratio, not "any NUL": a
+ * syslog file cut short by a power loss holds a run of NUL bytes, and is still a log.
+ */
+function looksBinary(binaryLines: number, lines: number): boolean {
+  return binaryLines > 0 && binaryLines * 2 >= lines;
+}
+
+/** The same test on the first bytes of a file, before replaying all of it. */
+function sniffBinary(head: Buffer): boolean {
+  const last = head.lastIndexOf(10);
+  const text = head.toString('utf8', 0, last < 0 ? head.length : last); // a partial character at the cut is not a fault
+  let lines = 0;
+  let bad = 0;
+  for (const l of text.split('\n')) {
+    if (l === '') continue;
+    lines++;
+    if (isBinaryLine(l)) bad++;
+  }
+  return looksBinary(bad, lines);
 }
 
 function tally(s: CheckSummary, m: Match, attempts: number): void {
@@ -179,6 +255,7 @@ function jsonSummary(s: CheckSummary): Record<string, unknown> {
     parseErrors: s.parseErrors,
     skippedOversize: s.oversize,
     invalidCaptures: s.invalidCaptures,
+    notUnderstood: s.notUnderstood,
     perRule: Object.fromEntries([...s.perRule].map(([k, v]) => [k, v.n])),
     perService: Object.fromEntries(s.perService),
     perClass: Object.fromEntries(s.perClass),
@@ -190,10 +267,17 @@ function jsonSummary(s: CheckSummary): Record<string, unknown> {
 function report(s: CheckSummary, files: string[], top: number): string {
   const rate = s.seconds > 0 ? Math.round(s.lines / s.seconds) : 0;
   const o: string[] = [];
-  o.push(`mailjail check: ${fmtInt(s.lines)} lines from ${files.join(', ')} in ${s.seconds.toFixed(2)} s (${fmtInt(rate)} lines/s)`);
-  o.push(`  matched ${fmtInt(s.matched)} lines: ${[...s.perClass].map(([k, v]) => `${k} ${fmtInt(v)}`).join(', ') || 'none'}`);
+  o.push(`mailjail check: ${count(s.lines, 'line')} from ${files.join(', ')} in ${s.seconds.toFixed(2)} s (${fmtInt(rate)} lines/s)`);
+  o.push(`  matched ${count(s.matched, 'line')}: ${[...s.perClass].map(([k, v]) => `${k} ${fmtInt(v)}`).join(', ') || 'none'}`);
   if (s.parseErrors || s.oversize || s.invalidCaptures) {
-    o.push(`  skipped: ${fmtInt(s.parseErrors)} unreadable, ${fmtInt(s.oversize)} over 64 KiB, ${fmtInt(s.invalidCaptures)} invalid addresses`);
+    o.push(`  skipped: ${fmtInt(s.parseErrors)} unreadable, ${fmtInt(s.oversize)} over 64 KiB, ${count(s.invalidCaptures, 'invalid address', 'invalid addresses')}`);
+  }
+  if (s.notUnderstood) {
+    o.push(`  not understood: ${count(s.notUnderstood, 'line')} of ${fmtInt(s.lines)} (no syslog header, not journald JSON, no rule for daemon log files matched)`);
+    if (s.notUnderstood * 2 >= s.lines) {
+      o.push('  check reads BSD syslog (/var/log/mail.log), RFC 3339 syslog, RFC 5424, journald JSON (journalctl -o json)',
+        '  and the log files Dovecot, Roundcube and the other daemons in rules/ write themselves');
+    }
   }
   if (s.perRule.size) {
     o.push('', 'Matches per rule');
@@ -202,14 +286,14 @@ function report(s: CheckSummary, files: string[], top: number): string {
     o.push('', `Matches per service: ${[...s.perService].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${fmtInt(v)}`).join(', ')}`);
   }
   if (s.offenders.size) {
-    o.push('', `Top offenders (auth failures; ${fmtInt(s.offenders.size)} in all; attempts counted once however many lines log them, none while banned)`);
+    o.push('', `Top offenders (auth failures; ${count(s.offenders.size, 'offender')} in all; attempts counted once however many lines log them, none while banned)`);
     const rows = [...s.offenders.values()].sort((a, b) => b.attempts - a.attempts || b.lines - a.lines).slice(0, top)
       .map((x) => [x.key, fmtInt(x.attempts), fmtInt(x.lines), fmtInt(x.addresses.size), iso(x.first), iso(x.last), [...x.rules].join(' ')]);
     o.push(...table(['offender', 'attempts', 'lines', 'addresses', 'first', 'last', 'rules'], rows));
   }
   const p = s.policy;
-  o.push('', `Would ban ${fmtInt(s.bans.length)} address${s.bans.length === 1 ? '' : 'es'} under policy ${p.name} ` +
-    `(${p.classes.join('+')}: ${p.maxretry} attempts within ${p.findtime} s, IPv6 per /${p.ipv6Prefix})`);
+  o.push('', `Would ban ${count(s.bans.length, 'address', 'addresses')} under policy ${p.name} ` +
+    `(${p.classes.join('+')}: ${count(p.maxretry, 'attempt')} within ${p.findtime} s, IPv6 per /${p.ipv6Prefix})`);
   if (s.bans.length) {
     const rows = s.bans.slice(0, top).map((b) => {
       const at = s.banLine.get(b.target);
@@ -228,7 +312,7 @@ class Progress {
     const now = Date.now();
     if (now - this.last < 200) return;
     this.last = now;
-    process.stderr.write(`\r  ${fmtInt(lines)} lines, ${fmtInt(matched)} matched, ${fmtInt(bans)} would be banned`);
+    process.stderr.write(`\r  ${count(lines, 'line')}, ${fmtInt(matched)} matched, ${fmtInt(bans)} would be banned`);
   }
   done(): void {
     if (this.last) process.stderr.write('\r\x1b[K');

@@ -1,5 +1,5 @@
-#!/usr/bin/env node
-// The mailjail command line: one commander program, one module per command.
+// The mailjail command line (loaded by main.ts once the Node.js version is known to be new enough):
+// one commander program, one module per command.
 import './regexp-safety.js';
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
