@@ -10,7 +10,7 @@ import { FileSource } from '../sources/file.js';
 import { Decider } from '../state/decider.js';
 import { DEFAULT_POLICY } from '../state/policy.js';
 import type { Policy } from '../state/policy.js';
-import type { Match } from '../types.js';
+import type { Match, Service } from '../types.js';
 import { isIpv6, prefixOf } from '../parse/ip.js';
 import { MailjailError } from '../types.js';
 import { BufferedOut, count, fmtInt, table } from './output.js';
@@ -37,8 +37,10 @@ export interface CheckSummary {
   notUnderstood: number;
   /** Of those, lines holding NUL bytes or invalid UTF-8: binary input. */
   binaryLines: number;
-  perRule: Map<string, { n: number; service: string; cls: string }>;
+  /** Lines per rule, and per service within the rule (see SessionServices). */
+  perRule: Map<string, { n: number; services: Map<Service, number>; cls: string }>;
   perService: Map<string, number>;
+  sessions: SessionServices;
   perClass: Map<string, number>;
   offenders: Map<string, Offender>;
   /**
@@ -104,7 +106,7 @@ export async function runCheck(files: string[], opts: CheckOptions, out: NodeJS.
   const w = new BufferedOut(out);
   const s: CheckSummary = {
     lines: 0, matched: 0, parseErrors: 0, oversize: 0, invalidCaptures: 0, notUnderstood: 0, binaryLines: 0,
-    perRule: new Map(), perService: new Map(), perClass: new Map(), offenders: new Map(),
+    perRule: new Map(), perService: new Map(), perClass: new Map(), offenders: new Map(), sessions: new SessionServices(),
     bans: [], banLine: new Map(), seconds: 0, policy,
   };
   const started = process.hrtime.bigint();
@@ -218,10 +220,19 @@ function sniffBinary(head: Buffer): boolean {
 
 function tally(s: CheckSummary, m: Match, attempts: number): void {
   s.matched++;
-  const r = s.perRule.get(m.ruleId);
+  let r = s.perRule.get(m.ruleId);
   if (r) r.n++;
-  else s.perRule.set(m.ruleId, { n: 1, service: m.service, cls: m.class });
-  s.perService.set(m.service, (s.perService.get(m.service) ?? 0) + 1);
+  else s.perRule.set(m.ruleId, r = { n: 1, services: new Map(), cls: m.class });
+  const service = s.sessions.serviceOf(m, (ruleId, from, to) => {
+    // A session's protocol became known: its earlier auth-process lines move from `mail` to it.
+    const rr = s.perRule.get(ruleId)!;
+    bump(rr.services, from, -1);
+    bump(rr.services, to, 1);
+    bump(s.perService, from, -1);
+    bump(s.perService, to, 1);
+  });
+  bump(r.services, service, 1);
+  bump(s.perService, service, 1);
   s.perClass.set(m.class, (s.perClass.get(m.class) ?? 0) + 1);
   if (m.class !== 'auth') return;
   const len = isIpv6(m.ip) ? s.policy.ipv6Prefix : s.policy.ipv4Prefix;
@@ -235,6 +246,51 @@ function tally(s: CheckSummary, m: Match, attempts: number): void {
     o.rules.add(m.ruleId);
   } else {
     s.offenders.set(key, { key, attempts, lines: 1, addresses: new Set([m.ip]), first: m.event.time, last: m.event.time, rules: new Set([m.ruleId]) });
+  }
+}
+
+function bump<K>(m: Map<K, number>, k: K, by: number): void {
+  const n = (m.get(k) ?? 0) + by;
+  if (n === 0) m.delete(k);
+  else m.set(k, n);
+}
+
+/**
+ * The protocol of Dovecot's auth-process lines. `auth: passwd-file(user,ip,<session>): Password
+ * mismatch` does not say whether the login was IMAP, POP3, submission or ManageSieve (its rule
+ * says `mail`); the login process's summary of the same session (`imap-login: ... session=<...>`)
+ * does. The report counts such a line under the session's protocol once a line names it, before or
+ * after. Bounded: a replay of a large log forgets the oldest sessions first.
+ */
+class SessionServices {
+  private readonly known = new Map<string, Service>();
+  private readonly pending = new Map<string, string[]>(); // session → rule ids of its `mail` lines
+  private static readonly MAX = 100_000;
+
+  serviceOf(m: Match, moved: (ruleId: string, from: Service, to: Service) => void): Service {
+    const session = m.attempt.session;
+    if (session === undefined) return m.service;
+    const key = `${session} ${m.ip}`;
+    if (m.service === 'mail') {
+      const known = this.known.get(key);
+      if (known) return known;
+      const p = this.pending.get(key);
+      if (p) p.push(m.ruleId);
+      else this.remember(this.pending, key, [m.ruleId]);
+      return m.service;
+    }
+    this.remember(this.known, key, m.service);
+    const p = this.pending.get(key);
+    if (p) {
+      this.pending.delete(key);
+      for (const ruleId of p) moved(ruleId, 'mail', m.service);
+    }
+    return m.service;
+  }
+
+  private remember<V>(map: Map<string, V>, key: string, v: V): void {
+    if (map.size >= SessionServices.MAX) map.delete(map.keys().next().value!);
+    map.set(key, v);
   }
 }
 
@@ -281,7 +337,8 @@ function report(s: CheckSummary, files: string[], top: number): string {
   }
   if (s.perRule.size) {
     o.push('', 'Matches per rule');
-    const rows = [...s.perRule].sort((a, b) => b[1].n - a[1].n).map(([id, v]) => [id, fmtInt(v.n), v.service, v.cls]);
+    const services = (m: Map<Service, number>): string => [...m].sort((a, b) => b[1] - a[1]).map(([k]) => k).join(', ');
+    const rows = [...s.perRule].sort((a, b) => b[1].n - a[1].n).map(([id, v]) => [id, fmtInt(v.n), services(v.services), v.cls]);
     o.push(...table(['rule', 'lines', 'service', 'class'], rows));
     o.push('', `Matches per service: ${[...s.perService].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${fmtInt(v)}`).join(', ')}`);
   }

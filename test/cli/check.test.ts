@@ -163,3 +163,18 @@ test('on Node.js older than 20 the CLI says so before loading anything', () => {
   const now = run(['--version']);
   assert.equal(now.code, 0, now.err);
 });
+
+test("Dovecot's auth-process lines are counted under the protocol their session's login line names", () => {
+  const demo = run(['check', DEMO]);
+  assert.match(demo.out, /^ {2}dovecot-auth-failed +7 +imap +auth$/m);
+  assert.match(demo.out, /Matches per service: smtp 36, imap 14\n/);
+  const auth = (s: string, ip: string): string => `Nov  4 00:00:01 mx1 dovecot: auth: passwd-file(bob,${ip},<${s}>): Password mismatch\n`;
+  const login = (proto: string, s: string, ip: string): string =>
+    `Nov  4 00:00:03 mx1 dovecot: ${proto}-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<bob>, method=PLAIN, rip=${ip}, lip=192.0.2.1, TLS, session=<${s}>\n`;
+  const input = auth('pop3sessionAAAAA', '192.0.2.5') + login('pop3', 'pop3sessionAAAAA', '192.0.2.5') +
+    auth('nologinlineBBBBB', '192.0.2.6'); // no login line: the protocol stays unknown (`mail`)
+  const r = run(['check', '-'], input);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /^ {2}dovecot-auth-failed +2 +pop3, mail +auth$/m);
+  assert.match(r.out, /Matches per service: pop3 2, mail 1\n/);
+});
