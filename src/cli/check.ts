@@ -1,6 +1,6 @@
 // `mailjail check`: replays log files (or stdin) through parse → rules → state with the event-time
 // clock, and tells a mail admin what mailjail would catch and whom it would ban.
-import { statSync } from 'node:fs';
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { LINE_FORMATS, parseRecord } from '../parse/index.js';
 import type { LineFormat } from '../parse/index.js';
@@ -10,10 +10,10 @@ import { FileSource } from '../sources/file.js';
 import { Decider } from '../state/decider.js';
 import { DEFAULT_POLICY } from '../state/policy.js';
 import type { Policy } from '../state/policy.js';
-import type { Match } from '../types.js';
+import type { Match, Service } from '../types.js';
 import { isIpv6, prefixOf } from '../parse/ip.js';
 import { MailjailError } from '../types.js';
-import { BufferedOut, fmtInt, table } from './output.js';
+import { BufferedOut, count, fmtInt, table } from './output.js';
 
 export interface CheckOptions {
   readonly rules: string;
@@ -33,8 +33,14 @@ export interface CheckSummary {
   parseErrors: number;
   oversize: number;
   invalidCaptures: number;
-  perRule: Map<string, { n: number; service: string; cls: string }>;
+  /** Lines in no format check knows: no syslog/RFC 5424 header, not journald JSON, no daemon-log rule matched. */
+  notUnderstood: number;
+  /** Of those, lines holding NUL bytes or invalid UTF-8: binary input. */
+  binaryLines: number;
+  /** Lines per rule, and per service within the rule (see SessionServices). */
+  perRule: Map<string, { n: number; services: Map<Service, number>; cls: string }>;
   perService: Map<string, number>;
+  sessions: SessionServices;
   perClass: Map<string, number>;
   offenders: Map<string, Offender>;
   /**
@@ -83,15 +89,15 @@ export async function runCheck(files: string[], opts: CheckOptions, out: NodeJS.
   }
   for (const f of files) {
     if (f === '-') continue;
-    try {
-      if (!statSync(f).isFile()) throw new Error('not a regular file');
-    } catch (e) {
-      process.stderr.write(`mailjail check: cannot read ${f}: ${(e as Error).message}\n`);
+    const why = unreadable(f);
+    if (why) {
+      process.stderr.write(why);
       return 2;
     }
   }
   const policy: Policy = {
     ...DEFAULT_POLICY,
+    name: 'auth', // what the default config and the daemon call this policy
     ...(opts.maxretry !== undefined ? { maxretry: opts.maxretry } : {}),
     ...(opts.findtime !== undefined ? { findtime: opts.findtime } : {}),
   };
@@ -99,8 +105,8 @@ export async function runCheck(files: string[], opts: CheckOptions, out: NodeJS.
   const decider = new Decider({ policies: [policy] });
   const w = new BufferedOut(out);
   const s: CheckSummary = {
-    lines: 0, matched: 0, parseErrors: 0, oversize: 0, invalidCaptures: 0,
-    perRule: new Map(), perService: new Map(), perClass: new Map(), offenders: new Map(),
+    lines: 0, matched: 0, parseErrors: 0, oversize: 0, invalidCaptures: 0, notUnderstood: 0, binaryLines: 0,
+    perRule: new Map(), perService: new Map(), perClass: new Map(), offenders: new Map(), sessions: new SessionServices(),
     bans: [], banLine: new Map(), seconds: 0, policy,
   };
   const started = process.hrtime.bigint();
@@ -115,7 +121,14 @@ export async function runCheck(files: string[], opts: CheckOptions, out: NodeJS.
         const r = parseRecord(rec, ctx);
         if (!('event' in r)) { s.parseErrors++; continue; }
         const m = engine.match(r.event);
-        if (!m) continue;
+        if (!m) {
+          // A line with no header that no daemon-log rule took: check could not read it.
+          if (r.event.program === '' && rec.kind === 'line') {
+            s.notUnderstood++;
+            if (isBinaryLine(rec.text)) s.binaryLines++;
+          }
+          continue;
+        }
         const line = rec.origin.line ?? 0;
         const decisions = decider.observe(m, m.event.time);
         tally(s, m, decider.lastAttempts);
@@ -137,15 +150,89 @@ export async function runCheck(files: string[], opts: CheckOptions, out: NodeJS.
   if (opts.json) w.write(`${JSON.stringify({ summary: jsonSummary(s) })}\n`);
   else w.write(report(s, files, opts.top));
   await w.end();
+  if (looksBinary(s.binaryLines, s.lines - s.oversize)) {
+    process.stderr.write(`mailjail check: the input looks binary, not like a log (${count(s.binaryLines, 'line')} of ${fmtInt(s.lines)} ` +
+      `hold NUL bytes or invalid UTF-8).\n${JOURNAL_HINT}`);
+    return 2;
+  }
   return 0;
+}
+
+/** The journal route, for a missing mail log and for binary input (journal files are binary). */
+const JOURNAL_HINT =
+  '  To replay the journal (mail facility, last day):\n' +
+  '    journalctl -o json --since -1d SYSLOG_FACILITY=2 | mailjail check -\n' +
+  '  or by unit: journalctl -o json -u postfix@- -u dovecot | mailjail check -\n' +
+  '  a journal file: journalctl -o json --file FILE.journal | mailjail check -\n';
+
+/** Why `f` cannot be replayed, as a message for a mail admin (ending in a newline); undefined when it can. */
+function unreadable(f: string): string | undefined {
+  let fd: number | undefined;
+  try {
+    if (!statSync(f).isFile()) return `mailjail check: cannot read ${f}: not a regular file\n`;
+    fd = openSync(f, 'r');
+    const head = Buffer.alloc(SNIFF_BYTES);
+    const n = readSync(fd, head, 0, SNIFF_BYTES, 0);
+    if (sniffBinary(head.subarray(0, n))) {
+      return `mailjail check: ${f} is a binary file, not a log (most of its first lines hold NUL bytes or invalid UTF-8).\n${JOURNAL_HINT}`;
+    }
+    return undefined;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') {
+      return `mailjail check: ${f}: no such file. Systems without rsyslog (Debian 12 by default) keep the mail log only in the journal.\n${JOURNAL_HINT}`;
+    }
+    if (code === 'EACCES') return `mailjail check: cannot read ${f}: permission denied (run as root, or as a member of the group that owns it)\n`;
+    return `mailjail check: cannot read ${f}: ${(e as Error).message}\n`;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+const SNIFF_BYTES = 64 * 1024;
+
+/** NUL or U+FFFD (what invalid UTF-8 decodes to): a line of a binary file, not of a log. */
+function isBinaryLine(text: string): boolean {
+  return text.includes('\u0000') || text.includes('\ufffd');
+}
+
+/**
+ * Binary when at least half the lines (and at least one) look binary. A ratio, not "any NUL": a
+ * syslog file cut short by a power loss holds a run of NUL bytes, and is still a log.
+ */
+function looksBinary(binaryLines: number, lines: number): boolean {
+  return binaryLines > 0 && binaryLines * 2 >= lines;
+}
+
+/** The same test on the first bytes of a file, before replaying all of it. */
+function sniffBinary(head: Buffer): boolean {
+  const last = head.lastIndexOf(10);
+  const text = head.toString('utf8', 0, last < 0 ? head.length : last); // a partial character at the cut is not a fault
+  let lines = 0;
+  let bad = 0;
+  for (const l of text.split('\n')) {
+    if (l === '') continue;
+    lines++;
+    if (isBinaryLine(l)) bad++;
+  }
+  return looksBinary(bad, lines);
 }
 
 function tally(s: CheckSummary, m: Match, attempts: number): void {
   s.matched++;
-  const r = s.perRule.get(m.ruleId);
+  let r = s.perRule.get(m.ruleId);
   if (r) r.n++;
-  else s.perRule.set(m.ruleId, { n: 1, service: m.service, cls: m.class });
-  s.perService.set(m.service, (s.perService.get(m.service) ?? 0) + 1);
+  else s.perRule.set(m.ruleId, r = { n: 1, services: new Map(), cls: m.class });
+  const service = s.sessions.serviceOf(m, (ruleId, from, to) => {
+    // A session's protocol became known: its earlier auth-process lines move from `mail` to it.
+    const rr = s.perRule.get(ruleId)!;
+    bump(rr.services, from, -1);
+    bump(rr.services, to, 1);
+    bump(s.perService, from, -1);
+    bump(s.perService, to, 1);
+  });
+  bump(r.services, service, 1);
+  bump(s.perService, service, 1);
   s.perClass.set(m.class, (s.perClass.get(m.class) ?? 0) + 1);
   if (m.class !== 'auth') return;
   const len = isIpv6(m.ip) ? s.policy.ipv6Prefix : s.policy.ipv4Prefix;
@@ -159,6 +246,51 @@ function tally(s: CheckSummary, m: Match, attempts: number): void {
     o.rules.add(m.ruleId);
   } else {
     s.offenders.set(key, { key, attempts, lines: 1, addresses: new Set([m.ip]), first: m.event.time, last: m.event.time, rules: new Set([m.ruleId]) });
+  }
+}
+
+function bump<K>(m: Map<K, number>, k: K, by: number): void {
+  const n = (m.get(k) ?? 0) + by;
+  if (n === 0) m.delete(k);
+  else m.set(k, n);
+}
+
+/**
+ * The protocol of Dovecot's auth-process lines. `auth: passwd-file(user,ip,<session>): Password
+ * mismatch` does not say whether the login was IMAP, POP3, submission or ManageSieve (its rule
+ * says `mail`); the login process's summary of the same session (`imap-login: ... session=<...>`)
+ * does. The report counts such a line under the session's protocol once a line names it, before or
+ * after. Bounded: a replay of a large log forgets the oldest sessions first.
+ */
+class SessionServices {
+  private readonly known = new Map<string, Service>();
+  private readonly pending = new Map<string, string[]>(); // session → rule ids of its `mail` lines
+  private static readonly MAX = 100_000;
+
+  serviceOf(m: Match, moved: (ruleId: string, from: Service, to: Service) => void): Service {
+    const session = m.attempt.session;
+    if (session === undefined) return m.service;
+    const key = `${session} ${m.ip}`;
+    if (m.service === 'mail') {
+      const known = this.known.get(key);
+      if (known) return known;
+      const p = this.pending.get(key);
+      if (p) p.push(m.ruleId);
+      else this.remember(this.pending, key, [m.ruleId]);
+      return m.service;
+    }
+    this.remember(this.known, key, m.service);
+    const p = this.pending.get(key);
+    if (p) {
+      this.pending.delete(key);
+      for (const ruleId of p) moved(ruleId, 'mail', m.service);
+    }
+    return m.service;
+  }
+
+  private remember<V>(map: Map<string, V>, key: string, v: V): void {
+    if (map.size >= SessionServices.MAX) map.delete(map.keys().next().value!);
+    map.set(key, v);
   }
 }
 
@@ -179,6 +311,7 @@ function jsonSummary(s: CheckSummary): Record<string, unknown> {
     parseErrors: s.parseErrors,
     skippedOversize: s.oversize,
     invalidCaptures: s.invalidCaptures,
+    notUnderstood: s.notUnderstood,
     perRule: Object.fromEntries([...s.perRule].map(([k, v]) => [k, v.n])),
     perService: Object.fromEntries(s.perService),
     perClass: Object.fromEntries(s.perClass),
@@ -190,26 +323,34 @@ function jsonSummary(s: CheckSummary): Record<string, unknown> {
 function report(s: CheckSummary, files: string[], top: number): string {
   const rate = s.seconds > 0 ? Math.round(s.lines / s.seconds) : 0;
   const o: string[] = [];
-  o.push(`mailjail check: ${fmtInt(s.lines)} lines from ${files.join(', ')} in ${s.seconds.toFixed(2)} s (${fmtInt(rate)} lines/s)`);
-  o.push(`  matched ${fmtInt(s.matched)} lines: ${[...s.perClass].map(([k, v]) => `${k} ${fmtInt(v)}`).join(', ') || 'none'}`);
+  o.push(`mailjail check: ${count(s.lines, 'line')} from ${files.join(', ')} in ${s.seconds.toFixed(2)} s (${fmtInt(rate)} lines/s)`);
+  o.push(`  matched ${count(s.matched, 'line')}: ${[...s.perClass].map(([k, v]) => `${k} ${fmtInt(v)}`).join(', ') || 'none'}`);
   if (s.parseErrors || s.oversize || s.invalidCaptures) {
-    o.push(`  skipped: ${fmtInt(s.parseErrors)} unreadable, ${fmtInt(s.oversize)} over 64 KiB, ${fmtInt(s.invalidCaptures)} invalid addresses`);
+    o.push(`  skipped: ${fmtInt(s.parseErrors)} unreadable, ${fmtInt(s.oversize)} over 64 KiB, ${count(s.invalidCaptures, 'invalid address', 'invalid addresses')}`);
+  }
+  if (s.notUnderstood) {
+    o.push(`  not understood: ${count(s.notUnderstood, 'line')} of ${fmtInt(s.lines)} (no syslog header, not journald JSON, no rule for daemon log files matched)`);
+    if (s.notUnderstood * 2 >= s.lines) {
+      o.push('  check reads BSD syslog (/var/log/mail.log), RFC 3339 syslog, RFC 5424, journald JSON (journalctl -o json)',
+        '  and the log files Dovecot, Roundcube and the other daemons in rules/ write themselves');
+    }
   }
   if (s.perRule.size) {
     o.push('', 'Matches per rule');
-    const rows = [...s.perRule].sort((a, b) => b[1].n - a[1].n).map(([id, v]) => [id, fmtInt(v.n), v.service, v.cls]);
+    const services = (m: Map<Service, number>): string => [...m].sort((a, b) => b[1] - a[1]).map(([k]) => k).join(', ');
+    const rows = [...s.perRule].sort((a, b) => b[1].n - a[1].n).map(([id, v]) => [id, fmtInt(v.n), services(v.services), v.cls]);
     o.push(...table(['rule', 'lines', 'service', 'class'], rows));
     o.push('', `Matches per service: ${[...s.perService].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${fmtInt(v)}`).join(', ')}`);
   }
   if (s.offenders.size) {
-    o.push('', `Top offenders (auth failures; ${fmtInt(s.offenders.size)} in all; attempts counted once however many lines log them, none while banned)`);
+    o.push('', `Top offenders (auth failures; ${count(s.offenders.size, 'offender')} in all; attempts counted once however many lines log them, none while banned)`);
     const rows = [...s.offenders.values()].sort((a, b) => b.attempts - a.attempts || b.lines - a.lines).slice(0, top)
       .map((x) => [x.key, fmtInt(x.attempts), fmtInt(x.lines), fmtInt(x.addresses.size), iso(x.first), iso(x.last), [...x.rules].join(' ')]);
     o.push(...table(['offender', 'attempts', 'lines', 'addresses', 'first', 'last', 'rules'], rows));
   }
   const p = s.policy;
-  o.push('', `Would ban ${fmtInt(s.bans.length)} address${s.bans.length === 1 ? '' : 'es'} under policy ${p.name} ` +
-    `(${p.classes.join('+')}: ${p.maxretry} attempts within ${p.findtime} s, IPv6 per /${p.ipv6Prefix})`);
+  o.push('', `Would ban ${count(s.bans.length, 'address', 'addresses')} under policy ${p.name} ` +
+    `(${p.classes.join('+')}: ${count(p.maxretry, 'attempt')} within ${p.findtime} s, IPv6 per /${p.ipv6Prefix})`);
   if (s.bans.length) {
     const rows = s.bans.slice(0, top).map((b) => {
       const at = s.banLine.get(b.target);
@@ -228,7 +369,7 @@ class Progress {
     const now = Date.now();
     if (now - this.last < 200) return;
     this.last = now;
-    process.stderr.write(`\r  ${fmtInt(lines)} lines, ${fmtInt(matched)} matched, ${fmtInt(bans)} would be banned`);
+    process.stderr.write(`\r  ${count(lines, 'line')}, ${fmtInt(matched)} matched, ${fmtInt(bans)} would be banned`);
   }
   done(): void {
     if (this.last) process.stderr.write('\r\x1b[K');

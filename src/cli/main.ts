@@ -1,24 +1,12 @@
 #!/usr/bin/env node
-// The mailjail command line: one commander program, one module per command.
-import './regexp-safety.js';
-import { readFileSync } from 'node:fs';
-import { Command } from 'commander';
-import { register as registerCheck } from './check.js';
-import { register as registerConfig } from './config.js';
-import { register as registerControl } from './control.js';
-import { register as registerRun } from './run.js';
+// The `mailjail` entry point. It only checks the Node.js version, then loads the program: nothing
+// is imported statically, so on an old Node (Debian 12's apt gives 18) the user reads why, instead
+// of a syntax or API error from deep inside a dependency.
+import { nodeTooOld } from './node-version.js';
 
-const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
-
-const program = new Command()
-  .name('mailjail')
-  .description('Stops brute-force attacks on mail servers: journald and syslog in, ipset/nftables bans out.')
-  .version(pkg.version)
-  .showHelpAfterError();
-
-registerCheck(program);
-registerConfig(program);
-registerControl(program);
-registerRun(program);
-
-await program.parseAsync(process.argv);
+const refusal = nodeTooOld(process.versions.node);
+if (refusal) {
+  process.stderr.write(refusal);
+  process.exit(1);
+}
+await import('./program.js');

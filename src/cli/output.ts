@@ -38,3 +38,6 @@ export function table(head: readonly string[], rows: readonly (readonly string[]
     `  ${r.map((c, i) => (isNum[i] ? c.padStart(width[i]!) : c.padEnd(width[i]!))).join('  ')}`.trimEnd();
   return [fmt(head), ...rows.map(fmt)];
 }
+
+/** "1 line", "2 lines", "1,000 addresses": a count with its noun in the right number. */
+export const count = (n: number, one: string, many = `${one}s`): string => `${fmtInt(n)} ${n === 1 ? one : many}`;

@@ -11,15 +11,15 @@ const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const CLI = join(ROOT, 'dist/src/cli/main.js');
 const DEMO = join(ROOT, 'test/fixtures/demo.log');
 
-function run(args: string[], input?: string): { code: number | null; out: string; err: string } {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', input, env: { ...process.env, TZ: 'UTC' } });
+function run(args: string[], input?: string | Buffer, nodeArgs: string[] = []): { code: number | null; out: string; err: string } {
+  const r = spawnSync(process.execPath, [...nodeArgs, CLI, ...args], { encoding: 'utf8', input, env: { ...process.env, TZ: 'UTC' } });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
 test('check on the bundled demo log names the attackers and spares the user who mistyped once', () => {
   const r = run(['check', DEMO]);
   assert.equal(r.code, 0, r.err);
-  assert.match(r.out, /Would ban 3 addresses under policy mail-auth/);
+  assert.match(r.out, /Would ban 3 addresses under policy auth \(/);
   for (const who of ['203.0.113.45', '2001:db8:bad:1::/64', '198.51.100.23']) assert.ok(r.out.includes(who), `${who} in:\n${r.out}`);
   assert.ok(!/192\.0\.2\.50 .*\d{4}-/.test(r.out.split('Would ban')[1]!), 'the user who mistyped once is not banned');
   assert.ok(!r.out.split('Would ban')[1]!.includes('203.0.113.99'), 'three attempts are below maxretry');
@@ -73,7 +73,7 @@ test('bad input: clear errors, counted skips, never a crash', () => {
   try {
     const missing = run(['check', join(dir, 'nope.log')]);
     assert.equal(missing.code, 2);
-    assert.match(missing.err, /cannot read .*nope\.log/);
+    assert.match(missing.err, /nope\.log: no such file/);
     const fmt = run(['check', '--format', 'xml', DEMO]);
     assert.notEqual(fmt.code, 0);
     assert.match(fmt.err, /format/);
@@ -90,4 +90,91 @@ test('bad input: clear errors, counted skips, never a crash', () => {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+const JOURNAL_ROUTE = /journalctl -o json --since -1d SYSLOG_FACILITY=2 \| mailjail check -/;
+
+test('a missing log file: no raw ENOENT, but the journal route as a command to copy', () => {
+  const r = run(['check', '/nonexistent/mail.log']);
+  assert.equal(r.code, 2);
+  assert.doesNotMatch(r.err, /ENOENT/);
+  assert.match(r.err, /\/nonexistent\/mail\.log: no such file/);
+  assert.match(r.err, JOURNAL_ROUTE);
+  assert.equal(r.out, '');
+});
+
+test('binary input is refused as binary, a file up front and stdin after the replay', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mj-check-'));
+  try {
+    // Like an executable: short "lines" of NUL bytes and bytes that are not UTF-8.
+    const bin = Buffer.concat(Array.from({ length: 200 }, (_, i) => Buffer.from([0x7f, 0x45, 0x4c, 0x46, 0, 0, 0x80 | (i & 0x3f), 0xff, 0xfe, 0x0a])));
+    const file = join(dir, 'a.out');
+    writeFileSync(file, bin);
+    const r = run(['check', file]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /a\.out is a binary file, not a log/);
+    assert.match(r.err, /journalctl -o json --file FILE\.journal \| mailjail check -/);
+    const piped = run(['check', '-'], bin);
+    assert.equal(piped.code, 2);
+    assert.match(piped.err, /the input looks binary, not like a log \(200 lines of 200 hold NUL bytes or invalid UTF-8\)/);
+    // A log with a run of NUL bytes (a crash cut it short) is still a log.
+    const log = join(dir, 'mail.log');
+    const sasl = 'Nov  4 00:00:01 mx1 postfix/smtpd[1]: warning: unknown[192.0.2.7]: SASL LOGIN authentication failed: UGFzc3dvcmQ6\n';
+    writeFileSync(log, `${sasl}${'\u0000'.repeat(4096)}${sasl}${sasl}`);
+    const ok = run(['check', log]);
+    assert.equal(ok.code, 0, ok.err);
+    // The NUL run glues onto the line after it: that one line is not understood, the rest is read.
+    assert.match(ok.out, /matched 2 lines: auth 2\n {2}not understood: 1 line of 3 /);
+    assert.doesNotMatch(ok.out, /check reads/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('text in no known format: says how much was not understood and which formats check reads', () => {
+  const r = run(['check', '-'], 'hello world\nthis is not a log\n');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /not understood: 2 lines of 2 \(no syslog header, not journald JSON/);
+  assert.match(r.out, /check reads BSD syslog .*RFC 5424, journald JSON \(journalctl -o json\)/);
+  const json = run(['check', '--json', '-'], 'hello world\nNov  4 00:00:01 mx1 postfix/smtpd[1]: connect from x\n');
+  assert.equal((JSON.parse(json.out.trimEnd().split('\n').pop()!) as { summary: { notUnderstood: number } }).summary.notUnderstood, 1);
+  // A real log: not a word about formats.
+  assert.doesNotMatch(run(['check', DEMO]).out, /not understood/);
+});
+
+test('counts are singular where they are one: "1 line", "1 attempt", "1 address"', () => {
+  const one = 'Nov  4 00:00:01 mx1 postfix/smtpd[1]: warning: unknown[192.0.2.7]: SASL LOGIN authentication failed: UGFzc3dvcmQ6\n';
+  const r = run(['check', '--maxretry', '1', '-'], one);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /^mailjail check: 1 line from /);
+  assert.match(r.out, /matched 1 line: auth 1/);
+  assert.match(r.out, /1 offender in all/);
+  assert.match(r.out, /Would ban 1 address under policy auth \(auth: 1 attempt within 600 s/);
+  assert.doesNotMatch(r.out, /\b1 (lines|attempts|addresses|offenders)\b/);
+});
+
+test('on Node.js older than 20 the CLI says so before loading anything', () => {
+  const fake18 = 'data:text/javascript,Object.defineProperty(process.versions,"node",{value:"18.19.0"})';
+  const r = run(['--version'], undefined, ['--import', fake18]);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /mailjail needs Node\.js 20 or newer; this is Node\.js 18\.19\.0/);
+  assert.match(r.err, /\.deb and \.rpm packages carry their own Node\.js/);
+  assert.equal(r.out, '');
+  const now = run(['--version']);
+  assert.equal(now.code, 0, now.err);
+});
+
+test("Dovecot's auth-process lines are counted under the protocol their session's login line names", () => {
+  const demo = run(['check', DEMO]);
+  assert.match(demo.out, /^ {2}dovecot-auth-failed +7 +imap +auth$/m);
+  assert.match(demo.out, /Matches per service: smtp 36, imap 14\n/);
+  const auth = (s: string, ip: string): string => `Nov  4 00:00:01 mx1 dovecot: auth: passwd-file(bob,${ip},<${s}>): Password mismatch\n`;
+  const login = (proto: string, s: string, ip: string): string =>
+    `Nov  4 00:00:03 mx1 dovecot: ${proto}-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<bob>, method=PLAIN, rip=${ip}, lip=192.0.2.1, TLS, session=<${s}>\n`;
+  const input = auth('pop3sessionAAAAA', '192.0.2.5') + login('pop3', 'pop3sessionAAAAA', '192.0.2.5') +
+    auth('nologinlineBBBBB', '192.0.2.6'); // no login line: the protocol stays unknown (`mail`)
+  const r = run(['check', '-'], input);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /^ {2}dovecot-auth-failed +2 +pop3, mail +auth$/m);
+  assert.match(r.out, /Matches per service: pop3 2, mail 1\n/);
 });
