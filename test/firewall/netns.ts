@@ -21,7 +21,12 @@ export function kernelSkipReason(tools: readonly string[]): string | undefined {
 export function addNetns(tag = ''): string {
   const ns = `mjtest-${tag}${randomBytes(4).toString('hex')}`;
   execFileSync('ip', ['netns', 'add', ns]);
-  execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+  try {
+    execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+  } catch (e) {
+    delNetns(ns); // never leave a namespace behind when setting it up fails
+    throw e;
+  }
   return ns;
 }
 
