@@ -30,6 +30,18 @@ export function addNetns(tag = ''): string {
   return ns;
 }
 
+/** Creates one namespace per tag; when one fails, those already made are deleted before rethrowing. */
+export function addNetnsAll<const T extends readonly string[]>(tags: T): { -readonly [K in keyof T]: string } {
+  const made: string[] = [];
+  try {
+    for (const t of tags) made.push(addNetns(t));
+  } catch (e) {
+    for (const ns of made) delNetns(ns);
+    throw e;
+  }
+  return made as { -readonly [K in keyof T]: string };
+}
+
 export function delNetns(ns: string): void {
   spawnSync('ip', ['netns', 'del', ns]);
 }

@@ -37,7 +37,7 @@ export async function waitFor<T>(
     }
     if (Date.now() >= end) {
       if (opts.observe) {
-        try { last = opts.observe(); } catch (e) { last = `observe threw: ${(e as Error).message}`; }
+        try { last = await opts.observe(); } catch (e) { last = `observe threw: ${(e as Error).message}`; }
       }
       const shown = typeof last === 'string' ? last.slice(-2000) : inspect(last, { depth: 4, breakLength: 120 }).slice(-2000);
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last observed: ${shown}`);
