@@ -28,16 +28,18 @@ export function which(bin: string): string | undefined {
 
 export const isRoot = (): boolean => process.getuid?.() === 0;
 
-/** Runs a source until `until(records)` holds or `timeoutMs` passes; then aborts it. */
+/** Runs a source until `until(records)` holds, `stop` settles or `timeoutMs` passes; then aborts it. */
 export async function collect(
   src: Source,
   until: (all: readonly RawRecord[]) => boolean,
   timeoutMs = 5000,
   onBatch?: (b: readonly RawRecord[]) => void,
+  stop?: Promise<unknown>,
 ): Promise<RawRecord[]> {
   const ac = new AbortController();
   const all: RawRecord[] = [];
   const timer = setTimeout(() => ac.abort(), timeoutMs);
+  stop?.then(() => ac.abort(), () => ac.abort());
   try {
     for await (const b of src.records(ac.signal)) {
       all.push(...b);
