@@ -21,7 +21,7 @@ if (skip) console.warn(`SKIPPED cluster e2e in namespaces: ${skip}`);
 const ip = (...args: string[]): string => execFileSync('ip', args, { encoding: 'utf8' });
 
 function probe(ns: string, host: string, port: number): Promise<string> {
-  const js = `const s=require('net').connect({host:${JSON.stringify(host)},port:${port}});let d=false;const fin=r=>{if(d)return;d=true;s.destroy();console.log(r)};s.setTimeout(700,()=>fin('timeout'));s.on('data',()=>fin('ok'));s.on('error',e=>fin('error '+e.code))`;
+  const js = `const s=require('net').connect({host:${JSON.stringify(host)},port:${port}});let d=false;const fin=r=>{if(d)return;d=true;s.destroy();console.log(r)};s.setTimeout(2000,()=>fin('timeout'));s.on('data',()=>fin('ok'));s.on('error',e=>fin('error '+e.code))`;
   return new Promise((resolve) => execFile('ip', ['netns', 'exec', ns, process.execPath, '-e', js], (_e, out) => resolve(out.trim())));
 }
 
