@@ -1,11 +1,9 @@
 // A real full disk: the state directory on a small tmpfs (root only), filled by a filler file
 // while bans are appended and while the ledger compacts. Nothing that was acknowledged may be lost,
 // nothing that failed may be listed, and everything carries on once the filler is gone.
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, ftruncateSync, unlinkSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, existsSync, openSync, readFileSync, statSync, ftruncateSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { Decider } from '../../src/state/decider.js';
 import { Ledger, LEDGER_FILE } from '../../src/state/ledger.js';
@@ -13,55 +11,7 @@ import { DEFAULT_POLICY } from '../../src/state/policy.js';
 import type { LedgerEntry } from '../../src/state/records.js';
 import type { BanDecision, Match } from '../../src/types.js';
 import { T0, match } from './helpers.js';
-
-/** Mounts a tmpfs of `size` and returns its directory, or skips the test (loudly) when it cannot. */
-function mountTmpfs(t: TestContext, size: string): string | undefined {
-  if (process.getuid?.() !== 0) {
-    const why = 'needs root to mount a tmpfs: the full-disk test did NOT run';
-    console.error(`SKIP ${t.name}: ${why}`);
-    t.skip(why);
-    return undefined;
-  }
-  const dir = mkdtempSync(join(tmpdir(), 'mj-fulldisk-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0700`, 'tmpfs', dir], { stdio: 'pipe' });
-    return dir;
-  } catch (e) {
-    rmSync(dir, { recursive: true, force: true });
-    const why = `cannot mount a tmpfs (${(e as Error).message.split('\n')[0]}): the full-disk test did NOT run`;
-    console.error(`SKIP ${t.name}: ${why}`);
-    t.skip(why);
-    return undefined;
-  }
-}
-
-function unmount(dir: string): void {
-  try {
-    execFileSync('umount', [dir], { stdio: 'pipe' });
-  } catch {
-    execFileSync('umount', ['-l', dir], { stdio: 'pipe' });
-  }
-  rmSync(dir, { recursive: true, force: true });
-}
-
-/** Writes a filler file until the file system says ENOSPC; returns its size. */
-function fill(path: string): number {
-  const fd = openSync(path, 'w');
-  const chunk = Buffer.alloc(65_536, 0x78);
-  let size = 0;
-  try {
-    for (;;) {
-      const n = writeSync(fd, chunk);
-      size += n;
-      if (n < chunk.length) writeSync(fd, chunk); // the rest: throws ENOSPC
-    }
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOSPC') throw e;
-  } finally {
-    closeSync(fd);
-  }
-  return size;
-}
+import { fill, mountTmpfs, unmount } from './tmpfs.js';
 
 /** A distinct attacker address per index. */
 const attacker = (a: number): string => `10.${(a >> 8) & 255}.${a & 255}.7`;
