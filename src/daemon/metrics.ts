@@ -27,6 +27,12 @@ export class Metrics {
   /** Wall time of one firewall apply() batch. */
   readonly firewallLatency: Histogram<'backend'>;
   readonly reloads: Counter<'result'>;
+  /** Ledger appends that could not be written (full disk, I/O error): their bans were not applied. */
+  readonly ledgerWriteFailures: Counter;
+  /** Ledger compactions that could not be written (the old ledger was kept). */
+  readonly ledgerCompactionFailures: Counter;
+  /** Firewall sets or hooks found changed or missing and put back. */
+  readonly firewallRepairs: Counter;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const r = [this.registry];
@@ -44,6 +50,9 @@ export class Metrics {
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     });
     this.reloads = new Counter({ name: 'mailjail_reloads_total', help: 'Config reloads, by result', labelNames: ['result'], registers: r });
+    this.ledgerWriteFailures = new Counter({ name: 'mailjail_ledger_write_failures_total', help: 'Ledger appends that could not be written (full disk, I/O error); their bans were not applied and are decided again', registers: r });
+    this.ledgerCompactionFailures = new Counter({ name: 'mailjail_ledger_compaction_failures_total', help: 'Ledger compactions that could not be written; the old ledger was kept', registers: r });
+    this.firewallRepairs = new Counter({ name: 'mailjail_firewall_repairs_total', help: 'Firewall sets, hooks or set contents found missing or changed and repaired', registers: r });
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'mailjail_' });
   }
 

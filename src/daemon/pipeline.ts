@@ -229,6 +229,8 @@ export class Daemon implements ControlHandlers {
   private stopping: Promise<void> | undefined;
   private reloading: Promise<ReloadResult> | undefined;
   private readonly counters = { lines: 0, parseErrors: 0, matches: 0 };
+  /** Ledger failure counts already exported as metrics. */
+  private ledgerSeen = { write: 0, compaction: 0 };
   /** Cluster mode (docs/cluster.md): decisions out to Redis, and Redis decisions into our firewall. */
   private readonly publisher: ClusterPublisher | undefined;
   private readonly enforcer: ClusterEnforcer | undefined;
@@ -460,14 +462,20 @@ export class Daemon implements ControlHandlers {
     this.runners.set(cfg.name, new SourceRunner(cfg, make, (b, r) => this.onBatch(b, r), this, first));
   }
 
-  /** sources → parse → rules → state → firewall, for one batch. */
+  /**
+   * sources → parse → rules → state → firewall, for one batch. The batch's matches go to the
+   * decider together (observeBatch: one ledger write + fdatasync for all its bans). When the
+   * ledger cannot be written (full disk), none of the batch's bans is applied or listed; the
+   * matches stay counted, so each offender is decided again at its next line (docs/daemon.md).
+   */
   private onBatch(batch: readonly RawRecord[], runner: SourceRunner): void {
     const now = this.now();
     const source = runner.name;
     this.metrics.linesReceived.inc({ source }, batch.length);
     this.counters.lines += batch.length;
     const ctx = { format: 'auto' as const, now };
-    let out: BanDecision[] | undefined;
+    const ms: Match[] = [];
+    const at: number[] = [];
     for (const rec of batch) {
       const r = parseRecord(rec, ctx);
       if (!('event' in r)) {
@@ -479,26 +487,49 @@ export class Daemon implements ControlHandlers {
       if (!m) continue;
       this.counters.matches++;
       this.metrics.matches.inc({ rule: m.ruleId, class: m.class });
-      this.evidence.note(m);
+      ms.push(m);
       // Live clock: wall time. A journal entry carries journald's own receive time, so a look-back
       // after a restart counts old entries at their real time, never later than now; syslog
       // senders' clocks are not trusted.
-      const at = rec.kind === 'journal' ? Math.min(now, m.event.time) : now;
-      let ds: BanDecision[];
-      try {
-        ds = this.decider.observe(m, at);
-      } catch (e) {
-        // The ledger could not be written: the decision is not durable, so it is not applied.
-        this.warnings.error('observe', { err: (e as Error).message }, 'state stage failed on a match');
-        continue;
-      }
-      for (const d of ds) this.logDecision(d, m);
-      if (ds.length > 0) (out ??= []).push(...ds);
+      at.push(rec.kind === 'journal' ? Math.min(now, m.event.time) : now);
     }
-    if (out) {
-      void this.sink.push(out);
-      this.publisher?.publish(out);
+    if (ms.length === 0) return;
+    let ds: BanDecision[] = [];
+    try {
+      ds = this.decider.observeBatch(ms, (_m, i) => at[i]!);
+    } catch (e) {
+      // Not durable, so not applied: the decider has undone the batch's bans (see above).
+      this.syncLedgerMetrics();
+      this.warnings.error('observe', { err: (e as Error).message, matches: ms.length }, 'state stage failed on a batch: its bans are not applied and are decided again at the offenders\' next lines');
     }
+    // Evidence in line order: a ban's evidence is frozen at the match that triggered it (the last
+    // of its decision's evidence), before the lines after it in the batch are noted.
+    const byMatch = new Map<Match, BanDecision[]>();
+    for (const d of ds) {
+      const m = d.action === 'ban' ? d.evidence[d.evidence.length - 1] : undefined;
+      if (!m) continue;
+      const list = byMatch.get(m);
+      if (list) list.push(d); else byMatch.set(m, [d]);
+    }
+    for (const m of ms) {
+      this.evidence.note(m);
+      for (const d of byMatch.get(m) ?? []) this.logDecision(d, m);
+    }
+    if (ds.length > 0) {
+      void this.sink.push(ds);
+      this.publisher?.publish(ds);
+    }
+  }
+
+  /** Ledger failures (appends, compactions) into metrics; a failed compaction is logged (rate-limited). */
+  private syncLedgerMetrics(): void {
+    const l = this.ledger;
+    if (l.writeFailures > this.ledgerSeen.write) this.metrics.ledgerWriteFailures.inc(l.writeFailures - this.ledgerSeen.write);
+    if (l.compactionFailures > this.ledgerSeen.compaction) {
+      this.metrics.ledgerCompactionFailures.inc(l.compactionFailures - this.ledgerSeen.compaction);
+      this.warnings.warn('ledger-compaction', { err: l.lastCompactionError, failures: l.compactionFailures }, 'ledger compaction failed: the old ledger is kept and appended to; compaction is tried again later');
+    }
+    this.ledgerSeen = { write: l.writeFailures, compaction: l.compactionFailures };
   }
 
   private logDecision(d: BanDecision, m: Match | undefined): void {
@@ -530,6 +561,7 @@ export class Daemon implements ControlHandlers {
     for (const [policy, n] of perPolicy) this.metrics.bansActive.set({ policy }, n);
     this.evidence.retain(new Set(active.map((b) => b.target)));
     this.sink.syncCounters();
+    this.syncLedgerMetrics();
     for (const e of this.decider.drainEvents()) {
       if (e.kind === 'allowlisted') {
         this.warnings.info(`allow ${e.ip}`, { ip: e.ip, policy: e.policy }, `${e.ip} is allowlisted: counted, never banned`);

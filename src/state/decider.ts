@@ -58,6 +58,8 @@ export interface DeciderStats {
   /** Attempts of allowlisted addresses (counted here only, never banned). */
   allowlistedHits: number;
   bans: number;
+  /** Bans decided but not recorded because the ledger could not be written: undone, decided again later. */
+  bansUnpersisted: number;
   operatorBans: number;
   unbans: number;
   /** Keys currently tracked, over all policies. */
@@ -98,6 +100,29 @@ interface PolicyState {
   readonly evidence: Map<number, Match[]> | undefined;
 }
 
+/**
+ * What deciding one ban changed in memory, kept until its ledger entry is durable: a ban whose
+ * write fails is undone (the previous ban record and history come back) and its counts are kept,
+ * so the offender's next counted line decides it again. The counts are forgotten only on success.
+ */
+interface BanUndo {
+  readonly st: PolicyState;
+  readonly target: string;
+  readonly prevBan: BanRecord | undefined;
+  readonly prevHistory: number[] | undefined;
+  /** Address whose counts are forgotten once the ban is durable (undefined: already forgotten). */
+  forget: Ip | undefined;
+  readonly operator: boolean;
+}
+
+/** What observeBatch holds back until its group commit. */
+interface Batch {
+  readonly entries: LedgerEntry[];
+  readonly undo: BanUndo[];
+  /** `policy NUL key` → ban whose counts are still to be forgotten (see settleForgets). */
+  readonly forgets: Map<string, BanUndo>;
+}
+
 const SWEEP_EVERY = 65_536;
 const MAX_EVENTS = 10_000;
 
@@ -117,8 +142,8 @@ export class Decider {
   /** Restored watermarks still to pass, per source. */
   private readonly resumeAfter = new Map<string, Position>();
   private events: StateEvent[] = [];
-  /** Ledger entries held back for one group commit at the end of observeBatch. */
-  private pending: LedgerEntry[] | undefined;
+  /** Ledger entries (and how to undo their bans) held back for one group commit at the end of observeBatch. */
+  private batch: Batch | undefined;
   private wasOutage = false;
   private lastAttemptsN = 0;
 
@@ -137,7 +162,7 @@ export class Decider {
   private readonly onCounted: ((e: CountedAttempt) => void) | undefined;
   private readonly s = {
     matches: 0, ignored: 0, skippedReplayed: 0, counted: 0, weakCounted: 0, weakIgnored: 0,
-    whileBanned: 0, allowlistedHits: 0, bans: 0, operatorBans: 0, unbans: 0, eventsDropped: 0,
+    whileBanned: 0, allowlistedHits: 0, bans: 0, bansUnpersisted: 0, operatorBans: 0, unbans: 0, eventsDropped: 0,
   };
 
   constructor(opts: DeciderOptions) {
@@ -160,7 +185,9 @@ export class Decider {
 
   /**
    * Counts one matched line at time `now` (ms) and returns the bans it triggers (usually none).
-   * Decisions are in the ledger (when one is configured) before this returns.
+   * Decisions are in the ledger (when one is configured) before this returns. When the ledger
+   * cannot write, it throws MJ_STATE_LEDGER and none of the line's bans is kept (the line itself
+   * stays counted, so the address's next line decides the ban again).
    */
   observe(m: Match, now: number): BanDecision[] {
     this.s.matches++;
@@ -183,6 +210,7 @@ export class Decider {
       this.s.whileBanned++;
       return [];
     }
+    if (this.batch && this.batch.forgets.size > 0) this.settleForgets(m.ip);
     // A weak line is decided before it takes part in pairing: an ignored one must not leave a
     // pair credit that would swallow the definite line the other daemon logs for the same attempt.
     const weak = m.attempt.weak === true;
@@ -206,9 +234,10 @@ export class Decider {
     }
     let out: BanDecision[] | undefined;
     const entries: LedgerEntry[] = [];
+    const undo: BanUndo[] = [];
     for (const st of this.states) {
       if (!policyCounts(st.p, m)) continue;
-      const rec = this.count(st, m, n, weak, now);
+      const rec = this.count(st, m, n, weak, now, undo);
       if (rec) {
         (out ??= []).push({ action: 'ban', target: rec.target, until: rec.until, level: rec.level, policy: rec.policy, ruleId: rec.ruleId, evidence: this.lastEvidence ?? [m] });
         this.lastEvidence = undefined;
@@ -216,31 +245,45 @@ export class Decider {
       }
     }
     if (!out) return [];
-    // A ledger that cannot write throws MJ_STATE_LEDGER here: the ban is not handed on, and the
-    // daemon must treat that as fatal rather than enforce bans it could not remember.
-    if (this.pending) this.pending.push(...entries);
-    else this.ledger?.record(entries);
+    if (this.batch) {
+      this.batch.entries.push(...entries);
+      for (const u of undo) {
+        this.batch.undo.push(u);
+        if (u.forget !== undefined) this.batch.forgets.set(`${u.st.p.name}\0${keyOf(u.forget, u.st.p)}`, u);
+      }
+    } else {
+      // A ledger that cannot write throws MJ_STATE_LEDGER here, after the bans are undone: a ban
+      // the daemon could not remember is neither handed on nor listed.
+      this.commit(entries, undo);
+    }
     return out;
   }
 
   /**
-   * `observe` over a batch; `now` defaults to each match's event time (replay). The batch's bans
-   * go to the ledger in one write + fsync (group commit) before any of them is returned.
+   * `observe` over a batch; `now` is the counting time of each match: a number, a function of the
+   * match (and its index), or by default the match's event time (replay). The batch's bans go to
+   * the ledger in one write + fsync (group commit) before any of them is returned. When that write
+   * fails (or a match throws), every ban of the batch is undone and MJ_STATE_LEDGER is thrown; the
+   * matches stay counted, so each offender's next line decides its ban again.
    */
-  observeBatch(ms: readonly Match[], now?: number): BanDecision[] {
+  observeBatch(ms: readonly Match[], now?: number | ((m: Match, i: number) => number)): BanDecision[] {
+    if (this.batch) throw new MailjailError('MJ_STATE_REENTRANT', 'observeBatch called inside observeBatch');
     const out: BanDecision[] = [];
-    const pending: LedgerEntry[] = [];
-    this.pending = pending;
+    const batch: Batch = { entries: [], undo: [], forgets: new Map() };
+    this.batch = batch;
     try {
-      for (const m of ms) {
-        const d = this.observe(m, now ?? m.event.time);
+      for (let i = 0; i < ms.length; i++) {
+        const m = ms[i]!;
+        const d = this.observe(m, typeof now === 'function' ? now(m, i) : now ?? m.event.time);
         if (d.length > 0) out.push(...d);
       }
-    } finally {
-      this.pending = undefined;
-      // Even when a match threw, the bans decided before it are in memory: persist them.
-      if (pending.length > 0) this.ledger?.record(pending);
+    } catch (e) {
+      this.batch = undefined;
+      this.rollback(batch.undo);
+      throw e;
     }
+    this.batch = undefined;
+    this.commit(batch.entries, batch.undo);
     return out;
   }
 
@@ -253,27 +296,31 @@ export class Decider {
     if (this.allowlist?.overlaps(parseCidr(target)!)) throw new MailjailError('MJ_STATE_ALLOWLISTED', `${target} is allowlisted; remove it from the allowlist first`);
     if (req.bantime !== undefined && !(Number.isFinite(req.bantime) && req.bantime > 0)) throw new MailjailError('MJ_STATE_BANTIME', 'bantime must be > 0 seconds');
     const st = this.stateFor(req.policy ?? MANUAL_POLICY, req.policy === undefined);
+    const undo = this.undoFor(st, target, splitCidr(parseCidr(target)!).addr, true);
     const rec = this.decide(st, target, req.ruleId ?? 'operator', req.now, req.bantime);
-    forgetCounts(st, splitCidr(parseCidr(target)!).addr);
     this.s.operatorBans++;
-    this.ledger?.record([{ t: 'ban', ...rec, through: this.through() }]);
+    // Throws MJ_STATE_LEDGER to the operator, with the ban undone, when it cannot be written.
+    this.commit([{ t: 'ban', ...rec, through: this.through() }], [undo]);
     return [{ action: 'ban', target: rec.target, until: rec.until, level: rec.level, policy: rec.policy, ruleId: rec.ruleId, evidence: [] }];
   }
 
-  /** Operator unban: lifts the target's active bans in every policy and forgets its counts. */
+  /**
+   * Operator unban: lifts the target's active bans in every policy and forgets its counts. The
+   * ledger is written first: when it cannot be, MJ_STATE_LEDGER is thrown and nothing changes.
+   */
   unban(req: { readonly target: string; readonly now: number; readonly reason?: 'operator' | 'reconcile' }): BanDecision[] {
     const target = parseTarget(req.target);
     const reason = req.reason ?? 'operator';
     const out: BanDecision[] = [];
     const entries: LedgerEntry[] = [];
+    const lifted: [PolicyState, BanRecord][] = [];
     const addr = splitCidr(parseCidr(target)!).addr;
     for (const st of this.allStates()) {
-      forgetCounts(st, addr);
       // An address inside a banned prefix (the /64 of a policy) lifts that prefix's ban.
       let rec = st.bans.get(target);
       if ((!rec || rec.until <= req.now) && target === addr) rec = st.bans.get(keyOf(addr, st.p));
       if (!rec || rec.until <= req.now) continue;
-      st.bans.set(rec.target, { ...rec, until: req.now });
+      lifted.push([st, { ...rec, until: req.now }]);
       out.push({ action: 'unban', target: rec.target, policy: st.p.name, reason });
       entries.push({ t: 'unban', target: rec.target, policy: st.p.name, at: req.now, reason });
     }
@@ -282,8 +329,10 @@ export class Decider {
       out.push({ action: 'unban', target, reason });
       entries.push({ t: 'unban', target, at: req.now, reason });
     }
-    this.s.unbans += out.length;
     this.ledger?.record(entries);
+    for (const [st, rec] of lifted) st.bans.set(rec.target, rec);
+    for (const st of this.allStates()) forgetCounts(st, addr);
+    this.s.unbans += out.length;
     return out;
   }
 
@@ -432,7 +481,7 @@ export class Decider {
     return false;
   }
 
-  private count(st: PolicyState, m: Match, n: number, weak: boolean, now: number): BanRecord | undefined {
+  private count(st: PolicyState, m: Match, n: number, weak: boolean, now: number, undo: BanUndo[]): BanRecord | undefined {
     loadKey(st.table.key, m.ip, st.p);
     let slot = st.table.find();
     if (weak && (slot < 0 || st.table.secondLastDefinite(slot) < now - st.window)) {
@@ -463,13 +512,60 @@ export class Decider {
     let target: Ip | Cidr = keyOf(m.ip, st.p);
     // Never let a prefix ban cover an allowlisted address: fall back to the offending address.
     if (target !== m.ip && this.allowlist?.overlaps(target as Cidr)) target = m.ip;
-    st.table.forget(slot);
-    if (st.evidence) {
-      this.lastEvidence = st.evidence.get(slot);
-      st.evidence.delete(slot);
-    }
+    if (st.evidence) this.lastEvidence = st.evidence.get(slot);
+    // The counts are forgotten once the ban is in the ledger (commit), so that a ban that cannot
+    // be written is decided again at the offender's next line. Inside a batch, a line that would
+    // read this slot before the commit (the ban ran out, or an address of an allowlisted prefix
+    // whose ban fell back to one address) forgets them first: settleForgets.
+    undo.push(this.undoFor(st, target, m.ip, false));
     this.s.bans++;
     return this.decide(st, target, m.ruleId, t);
+  }
+
+  /** What to restore if the ban about to be decided for `target` cannot be written. */
+  private undoFor(st: PolicyState, target: string, forget: Ip | undefined, operator: boolean): BanUndo {
+    const hist = st.history.get(target);
+    return { st, target, prevBan: st.bans.get(target), prevHistory: hist ? [...hist] : undefined, forget, operator };
+  }
+
+  /** Writes the entries, then forgets the counts of what they ban; on a failed write undoes the bans and throws. */
+  private commit(entries: readonly LedgerEntry[], undo: readonly BanUndo[]): void {
+    if (entries.length > 0 && this.ledger) {
+      try {
+        this.ledger.record(entries);
+      } catch (e) {
+        this.rollback(undo);
+        throw e;
+      }
+    }
+    for (const u of undo) if (u.forget !== undefined) forgetCounts(u.st, u.forget);
+  }
+
+  /**
+   * Inside a batch: forgets, before `ip` is counted or corroborated, the counts of a ban decided
+   * earlier in the batch under the same key, as deciding it outside a batch would have done.
+   */
+  private settleForgets(ip: Ip): void {
+    const forgets = this.batch!.forgets;
+    for (const st of this.states) {
+      const k = `${st.p.name}\0${keyOf(ip, st.p)}`;
+      const u = forgets.get(k);
+      if (!u) continue;
+      forgets.delete(k);
+      if (u.forget !== undefined && u.st === st) forgetCounts(st, u.forget);
+      u.forget = undefined;
+    }
+  }
+
+  /** Undoes bans decided in memory whose ledger entries were not written (newest first). */
+  private rollback(undo: readonly BanUndo[]): void {
+    for (let i = undo.length - 1; i >= 0; i--) {
+      const u = undo[i]!;
+      if (u.prevBan) u.st.bans.set(u.target, u.prevBan); else u.st.bans.delete(u.target);
+      if (u.prevHistory) u.st.history.set(u.target, u.prevHistory); else u.st.history.delete(u.target);
+      if (u.operator) this.s.operatorBans--; else this.s.bans--;
+      this.s.bansUnpersisted++;
+    }
   }
 
   /** Whether `ip` is under an active ban of any policy (its own key there, or the address itself). */

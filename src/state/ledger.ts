@@ -3,12 +3,17 @@
 // disk when `kill -9` comes. A torn last line (killed mid-write) is cut off on open. Compaction
 // rewrites the file with only what a restart needs (active bans, history inside the window, the
 // counted-through position) via write-temp + fsync + rename + fsync(dir).
-import { closeSync, existsSync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+//
+// A full disk (docs/daemon.md, "When the disk is full"): an append that cannot be written whole
+// and synced is cut back to where it started, so no torn line stays behind for the next append to
+// be glued onto, and throws; nothing of it counts as recorded. A compaction that cannot be written
+// keeps the old file and the appending descriptor: it is an optimisation, retried later.
+import { closeSync, existsSync, fdatasyncSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { isIpv6, parseCidr, splitCidr } from '../parse/ip.js';
 import { MailjailError } from '../types.js';
 import type { BanRecord, LedgerEntry, LedgerSink, LedgerState, Through } from './records.js';
-import { replaceFileDurably } from '../lib/durable-file.js';
+import { replaceFileDurably, writeAllSync } from '../lib/durable-file.js';
 
 export const LEDGER_FILE = 'bans.jsonl';
 /** Holds the pid of the process that has the ledger open: two writers would interleave bans. */
@@ -42,7 +47,16 @@ export class Ledger implements LedgerSink {
   private appended = 0;
   private latest = 0;
   private nextCheck: number;
+  /** Bytes of the file that hold recorded entries: where a failed append is cut back to. */
+  private size = 0;
+  /** A failed append could not be cut back: the next one cuts it first (or fails too). */
+  private torn = false;
   compactions = 0;
+  /** Appends that could not be written and synced (full disk, I/O error): nothing of them was recorded. */
+  writeFailures = 0;
+  /** Compactions that could not be written; the old file was kept, and it is tried again later. */
+  compactionFailures = 0;
+  lastCompactionError: string | undefined;
 
   private constructor(dir: string, o: LedgerOptions) {
     this.dir = dir;
@@ -83,11 +97,9 @@ export class Ledger implements LedgerSink {
     }
     const created = !existsSync(l.path);
     l.fd = openSync(l.path, 'a', 0o600);
+    l.size = fstatSync(l.fd).size;
     if (created) l.syncDir(); // the new file's directory entry must survive a power cut too
-    if (l.appended > l.compactAfter) {
-      l.prune(l.latest);
-      if (l.appended > 2 * l.bans.length + 1) l.compact(l.latest);
-    }
+    if (l.appended > l.compactAfter) l.maybeCompact();
     l.nextCheck = l.appended + Math.max(l.compactAfter, l.bans.length);
     return { ledger: l, state: l.state(), badLines };
   }
@@ -98,18 +110,43 @@ export class Ledger implements LedgerSink {
     if (this.fd < 0) throw new MailjailError('MJ_STATE_LEDGER', 'ledger is closed');
     let text = '';
     for (const e of entries) text += JSON.stringify(e) + '\n';
+    const buf = Buffer.from(text, 'utf8');
+    const start = this.size;
     try {
-      writeSync(this.fd, text);
+      if (this.torn) {
+        ftruncateSync(this.fd, start);
+        this.torn = false;
+      }
+      writeAllSync(this.fd, buf);
       if (this.sync) fdatasyncSync(this.fd);
     } catch (err) {
-      throw new MailjailError('MJ_STATE_LEDGER', `cannot write ${this.path}`, { cause: err });
+      this.writeFailures++;
+      // Cut back what did reach the file: a torn line would swallow the next append, and a whole
+      // but unsynced one would bring back at restart a ban the caller was told had failed.
+      try {
+        ftruncateSync(this.fd, start);
+      } catch {
+        this.torn = true;
+      }
+      throw new MailjailError('MJ_STATE_LEDGER', `cannot write ${this.path} (${entries.length} entries not recorded): ${(err as Error).message}`, { cause: err });
     }
+    this.size = start + buf.length;
     for (const e of entries) this.apply(e);
     this.appended += entries.length;
     if (this.appended >= this.nextCheck) {
-      this.prune(this.latest);
-      if (this.appended > 2 * this.bans.length + 1) this.compact(this.latest);
+      this.maybeCompact();
       this.nextCheck = this.appended + Math.max(this.compactAfter, this.bans.length);
+    }
+  }
+
+  /** Prunes, and compacts when dead entries outnumber live ones; a failed compaction is only counted. */
+  private maybeCompact(): void {
+    this.prune(this.latest);
+    if (this.appended <= 2 * this.bans.length + 1) return;
+    try {
+      this.compact(this.latest);
+    } catch {
+      // Counted in compactionFailures (the daemon logs and exports it); appends go on to the old file.
     }
   }
 
@@ -133,17 +170,56 @@ export class Ledger implements LedgerSink {
     return { bans: this.bans.map((b) => ({ ...b })), through: this.through };
   }
 
-  /** Rewrites the file with live state only. `now` decides what history is still inside the window. */
+  /**
+   * Rewrites the file with live state only. `now` decides what history is still inside the window.
+   * Throws MJ_STATE_LEDGER when the new file cannot be written (full disk): the old file and the
+   * appending descriptor are kept, nothing is lost.
+   */
   compact(now: number): void {
+    if (this.fd < 0) throw new MailjailError('MJ_STATE_LEDGER', 'ledger is closed');
     this.prune(now);
     let text = '';
     for (const b of this.bans) text += JSON.stringify({ t: 'ban', ...b }) + '\n';
     text += JSON.stringify({ t: 'mark', through: this.through }) + '\n';
-    replaceFileDurably(this.path, text, 0o600);
+    let failure: unknown;
+    try {
+      replaceFileDurably(this.path, text, 0o600, 'MJ_STATE_LEDGER');
+    } catch (err) {
+      failure = err;
+      this.compactionFailures++;
+      this.lastCompactionError = (err as Error).message;
+      // Not renamed: the old file is still the ledger and our descriptor still appends to it.
+      if (!this.replaced()) throw err;
+    }
+    // The new file is in place (perhaps with its directory entry not yet synced): append to it.
+    // Open it before closing the old descriptor, so a failure here leaves the ledger writable.
+    let fd: number;
+    try {
+      fd = openSync(this.path, 'a', 0o600);
+    } catch (err) {
+      // Appending to the old, now unlinked, file would lose every later ban: refuse writes instead.
+      closeSync(this.fd);
+      this.fd = -1;
+      throw new MailjailError('MJ_STATE_LEDGER', `compacted ${this.path} but cannot reopen it: ${(err as Error).message}`, { cause: err });
+    }
     closeSync(this.fd);
-    this.fd = openSync(this.path, 'a', 0o600);
+    this.fd = fd;
+    this.size = fstatSync(fd).size;
+    this.torn = false;
     this.appended = this.bans.length + 1;
     this.compactions++;
+    if (failure) throw failure;
+  }
+
+  /** Whether the file at `path` is no longer the one our descriptor appends to (a rename replaced it). */
+  private replaced(): boolean {
+    try {
+      const now = statSync(this.path);
+      const ours = fstatSync(this.fd);
+      return now.ino !== ours.ino || now.dev !== ours.dev;
+    } catch {
+      return false;
+    }
   }
 
   close(): void {

@@ -34,7 +34,10 @@ export interface LedgerState {
   readonly through: Through;
 }
 
-/** Where the decider writes before it hands decisions on. Must be durable when it returns. */
+/**
+ * Where the decider writes before it hands decisions on. Must be durable when it returns, and
+ * throw, having recorded none of the entries, when it cannot write them (full disk).
+ */
 export interface LedgerSink {
   record(entries: readonly LedgerEntry[]): void;
 }
