@@ -14,7 +14,10 @@ import { loadRulePack } from '../../src/rules/pack.js';
 import type { FirewallBackend } from '../../src/types.js';
 import { PushSource, logSink, sasl, tempDir, testConfig, waitFor } from '../daemon/helpers.js';
 import { haveRedis, RedisServer } from './redis-server.js';
-import { TEST_KEY_FILE } from './helpers.js';
+import { ban as clusterBan, quiet, redisCfg, TEST_KEY_FILE } from './helpers.js';
+import { Redis } from 'ioredis';
+import { ClusterPublisher } from '../../src/cluster/publisher.js';
+import { banToken, loadClusterKeys } from '../../src/cluster/signing.js';
 
 const skip = haveRedis() ? undefined : 'redis-server is not installed (apt-get install redis-server)';
 if (skip) console.warn(`SKIPPED cluster daemon tests: ${skip}`);
@@ -131,6 +134,51 @@ test('a daemon in cluster mode refuses to start with a key file others can read 
   chmodSync(key, 0o600);
   const ok = await node(cfg);
   await ok.daemon.stop();
+});
+
+test('a resync on a "both" host lifts cluster bans missing from the set, never a ban of its own ledger', { skip }, async () => {
+  const prefix = `rs${Date.now()}`;
+  const yaml = `role: both\nredis: { url: "${srv.url}", signingKeyFile: ${TEST_KEY_FILE}, node: mxr, prefix: ${prefix} }`;
+  const dir = tempDir();
+  const fw = createBackend({ backend: 'dry-run' }); // the "kernel", kept across restarts
+  const raw = new Redis(srv.url);
+  raw.on('error', () => {});
+  const stat = async (x: Awaited<ReturnType<typeof node>>, st: string) => Number(new RegExp(`mailjail_cluster_stat\\{link="enforcer",stat="${st}"\\} (\\d+)`).exec(await x.metrics.registry.metrics())?.[1] ?? -1);
+  const restartWithGap = async (): Promise<Awaited<ReturnType<typeof node>>> => {
+    // Every entry after its position is gone: the next start resyncs from the snapshot.
+    await raw.xadd(`${prefix}:decisions`, '*', 'v', '1');
+    await raw.xtrim(`${prefix}:decisions`, 'MAXLEN', 0);
+    const x = await node(testConfig(dir, undefined, yaml), fw);
+    await waitFor(async () => (await stat(x, 'snapshots')) === 1, 10_000);
+    return x;
+  };
+  let h = await node(testConfig(dir, undefined, yaml), fw);
+  try {
+    await h.daemon.ban({ target: '192.0.2.90' as never }); // this host's own ban (ledger)
+    // Another collector's ban on a second target, signed with the key, through the publisher.
+    const other = new ClusterPublisher(redisCfg(srv.url, { prefix, node: 'other' }), quiet);
+    other.publish([clusterBan('192.0.2.91', Date.now() + 3600_000)]);
+    await waitFor(async () => (await fw.list()).has('192.0.2.91') && (await raw.hexists(`${prefix}:bansigs`, '192.0.2.90')) === 1, 10_000);
+    await other.close();
+    await h.daemon.stop();
+    // A resync now holds both as cluster bans (its own came back through the snapshot).
+    h = await restartWithGap();
+    assert.equal(await stat(h, 'activeBans'), 2);
+    await h.daemon.stop();
+    // Both tokens disappear from Redis (lifted elsewhere, or deleted by someone with write access).
+    await raw.hdel(`${prefix}:bansigs`, '192.0.2.90', '192.0.2.91');
+    await raw.hset(`${prefix}:bansigs`, '192.0.2.92', banToken(loadClusterKeys(TEST_KEY_FILE), prefix, '192.0.2.92', Date.now() + 3600_000));
+    h = await restartWithGap();
+    const kernel = await fw.list();
+    assert.equal(kernel.has('192.0.2.91'), false, 'the cluster ban the set no longer holds is lifted');
+    assert.equal(kernel.has('192.0.2.90'), true, 'the host\'s own ledger ban stays');
+    assert.equal(kernel.has('192.0.2.92'), true);
+    assert.equal(await stat(h, 'resyncUnbans'), 1);
+    assert.deepEqual((await h.daemon.bans()).map((b) => b.target), ['192.0.2.90']);
+  } finally {
+    await h.daemon.stop();
+    raw.disconnect();
+  }
 });
 
 test('shared counting: an attack split across two collectors bans at the attempt one collector would, once', { skip }, async () => {
