@@ -18,7 +18,7 @@ import type { KernelFirewall } from '../src/firewall/backend.js';
 import type { BanDecision, Ip } from '../src/types.js';
 import { RedisServer } from '../test/cluster/redis-server.js';
 import { addNetns, delNetns, kernelSkipReason } from '../test/firewall/netns.js';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -43,7 +43,10 @@ const ipOf = (i: number): Ip => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 2
 async function main(): Promise<void> {
   const srv = await RedisServer.start();
   const namespaces: string[] = [];
-  const cfg: RedisConfig = { ...REDIS_DEFAULTS, url: srv.url, node: 'collector', backoffBaseMs: 50, backoffMaxMs: 1000, streamMaxLen: 1_000_000, maxQueue: 1_000_000 };
+  // Entries are signed and verified as in production (redis.signingKeyFile).
+  const signingKeyFile = join(mkdtempSync(join(tmpdir(), 'mj-bench-key-')), 'cluster.key');
+  writeFileSync(signingKeyFile, 'bench-cluster-key-0123456789abcdefghijklmnop\n', { mode: 0o600 });
+  const cfg: RedisConfig = { ...REDIS_DEFAULTS, url: srv.url, node: 'collector', backoffBaseMs: 50, backoffMaxMs: 1000, streamMaxLen: 1_000_000, maxQueue: 1_000_000, signingKeyFile };
   const applied = [new Map<string, number>(), new Map<string, number>()];
   const enforcers: ClusterEnforcer[] = [];
   try {

@@ -1,9 +1,12 @@
 // BanDecision ⇄ Redis stream fields. Whatever comes back from Redis is untrusted input (anyone who
 // can write to the Redis instance can write the stream), so decoding re-validates every field the
 // way parse/ip does for log lines: a target that is not a canonical address or network, a network
-// wider than /8 (IPv4) or /16 (IPv6), an absurd expiry or odd names are refused, never applied.
+// wider than the configured limit (redis.widestNetwork, default /16 IPv4, /32 IPv6; never wider
+// than /8 and /16), an absurd expiry or odd names are refused, never applied. The signature
+// (signing.ts) is checked before decode.
 import { isIpv6, parseCidr, parseIp } from '../parse/ip.js';
 import type { BanDecision, Cidr, Ip } from '../types.js';
+import type { WidestNetwork } from './config.js';
 
 /** One stream entry as mailjail writes it (all values are strings on the wire). */
 export interface WireDecision {
@@ -25,10 +28,16 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$/;
 const REASONS = new Set(['operator', 'expired', 'reconcile']);
 /** No ban from the wire may last longer than this (10 years); a bigger number is garbage or hostile. */
 const MAX_FUTURE_MS = 10 * 365 * 86_400_000;
-const MIN_V4_PREFIX = 8;
-const MIN_V6_PREFIX = 16;
+/** The hard floor, whatever the config says (and the limit for the local position file). */
+const FLOOR: WidestNetwork = { v4: 8, v6: 16 };
 
-/** Flat field list for XADD. */
+/** Why an entry is refused; `tooWide`: a valid network wider than the limit (counted apart). */
+export interface Refusal {
+  readonly error: string;
+  readonly tooWide?: true;
+}
+
+/** Flat field list for XADD (unsigned: the publisher appends the signature). */
 export function encode(d: BanDecision, node: string, at: number): string[] {
   const f = ['v', '1', 'a', d.action, 't', String(d.target), 'n', node, 'at', String(at)];
   if (d.action === 'ban') f.push('u', String(d.until), 'l', String(d.level), 'p', d.policy, 'r', d.ruleId);
@@ -40,14 +49,15 @@ export function encode(d: BanDecision, node: string, at: number): string[] {
 }
 
 /** A target from Redis → canonical Ip/Cidr, or an error text. Exported for the snapshot path. */
-export function checkWireTarget(raw: string): { ok: Ip | Cidr } | { error: string } {
+export function checkWireTarget(raw: string, widest: WidestNetwork = FLOOR): { ok: Ip | Cidr } | Refusal {
   if (raw.length === 0 || raw.length > 64) return { error: 'target length out of range' };
   if (raw.includes('/')) {
     const c = parseCidr(raw);
     if (!c || c !== raw) return { error: `not a canonical network: ${JSON.stringify(raw)}` };
     const len = Number(c.slice(c.lastIndexOf('/') + 1));
     const v6 = isIpv6(c);
-    if (len < (v6 ? MIN_V6_PREFIX : MIN_V4_PREFIX)) return { error: `network ${c} is wider than /${v6 ? MIN_V6_PREFIX : MIN_V4_PREFIX}` };
+    const min = Math.max(v6 ? widest.v6 : widest.v4, v6 ? FLOOR.v6 : FLOOR.v4);
+    if (len < min) return { error: `network ${c} is wider than /${min} (redis.widestNetwork)`, tooWide: true };
     return { ok: c };
   }
   const ip = parseIp(raw);
@@ -63,7 +73,7 @@ export function checkUntil(raw: string | undefined, now: number): number | undef
 }
 
 /** Stream entry fields (flat [k, v, k, v, ...]) → a validated decision or the reason it is refused. */
-export function decode(fields: readonly string[], now: number): { ok: WireDecision } | { error: string } {
+export function decode(fields: readonly string[], now: number, widest: WidestNetwork = FLOOR): { ok: WireDecision } | Refusal {
   if (fields.length > 40 || fields.length % 2 !== 0) return { error: 'malformed entry' };
   const m = new Map<string, string>();
   for (let i = 0; i < fields.length; i += 2) {
@@ -72,7 +82,7 @@ export function decode(fields: readonly string[], now: number): { ok: WireDecisi
     m.set(k, fields[i + 1]!);
   }
   if (m.get('v') !== '1') return { error: 'unknown entry version' };
-  const t = checkWireTarget(m.get('t') ?? '');
+  const t = checkWireTarget(m.get('t') ?? '', widest);
   if ('error' in t) return t;
   const node = m.get('n') ?? '';
   if (!NAME.test(node)) return { error: 'bad node name' };

@@ -24,6 +24,18 @@ export interface RedisConfig {
   readonly backoffMaxMs: number;
   /** Collectors count attempts in Redis too, so several collectors count one attacker once. */
   readonly sharedCounting?: boolean;
+  /**
+   * HMAC key file (signing.ts): collectors sign, enforcers verify. Required by the config for
+   * cluster mode; the publisher and enforcer refuse to start without it (MJ_CLUSTER_KEY).
+   */
+  readonly signingKeyFile?: string;
+  /** Widest network an enforcer accepts from the cluster (shortest prefix length per family). */
+  readonly widestNetwork: WidestNetwork;
+}
+
+export interface WidestNetwork {
+  readonly v4: number;
+  readonly v6: number;
 }
 
 export const REDIS_DEFAULTS = {
@@ -32,6 +44,7 @@ export const REDIS_DEFAULTS = {
   maxQueue: 100_000,
   backoffBaseMs: 200,
   backoffMaxMs: 30_000,
+  widestNetwork: { v4: 16, v6: 32 },
 } as const;
 
 export function streamKey(c: Pick<RedisConfig, 'prefix'>): string {
@@ -40,4 +53,9 @@ export function streamKey(c: Pick<RedisConfig, 'prefix'>): string {
 
 export function bansKey(c: Pick<RedisConfig, 'prefix'>): string {
   return `${c.prefix}:bans`;
+}
+
+/** target → `<until>.<signature>` for every active ban (signing.ts): what a snapshot trusts. */
+export function banTokensKey(c: Pick<RedisConfig, 'prefix'>): string {
+  return `${c.prefix}:bansigs`;
 }

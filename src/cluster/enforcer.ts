@@ -2,15 +2,18 @@
 // batch to the local firewall through the daemon's normal firewall path; only then is the new
 // position (and the cluster bans active here) written. A first start, or a position older than
 // what the stream still holds (trimmed by MAXLEN), starts from a consistent snapshot of the active
-// bans set and the stream's last id. Every target from Redis is re-validated (codec.ts) and checked
-// against the local allowlist before it can reach the firewall. While Redis is unreachable the
-// enforcer keeps what it has and retries with backoff.
+// bans set and the stream's last id. Every entry must carry a valid signature (signing.ts), every
+// target is re-validated (codec.ts, with the redis.widestNetwork limit) and checked against the
+// local allowlist before it can reach the firewall. A snapshot trusts only signed ban tokens and
+// also lifts the cluster bans it no longer holds (never this host's own bans). While Redis is
+// unreachable the enforcer keeps what it has and retries with backoff.
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { BanDecision } from '../types.js';
-import { checkUntil, checkWireTarget, compareIds, decode, toDecision, type WireDecision } from './codec.js';
-import { bansKey, streamKey, type RedisConfig } from './config.js';
+import { checkUntil, checkWireTarget, compareIds, decode, toDecision, type Refusal, type WireDecision } from './codec.js';
+import { banTokensKey, streamKey, type RedisConfig } from './config.js';
 import { openRedis } from './connect.js';
+import { loadClusterKeys, verifyBanToken, verifyEntry, type ClusterKeys } from './signing.js';
 import { PositionLog, type EnforcerState } from './position.js';
 
 export interface EnforcerOptions {
@@ -19,6 +22,8 @@ export interface EnforcerOptions {
   readonly apply: (batch: readonly BanDecision[]) => Promise<void>;
   /** Local veto (allowlist): a reason to refuse the target, or undefined. */
   readonly refuse?: (target: string) => string | undefined;
+  /** This host's own (ledger) ban on the target: a resync never lifts it. */
+  readonly isLocalBan?: (target: string) => boolean;
   /** Skip entries this node published itself (role both: they were applied locally already). */
   readonly skipOwn?: boolean;
   readonly now?: () => number;
@@ -31,6 +36,12 @@ export interface EnforcerOptions {
 export interface EnforcerStats {
   applied: number;
   refused: number;
+  /** Of refused: unsigned or badly signed entries and ban tokens. */
+  badSignature: number;
+  /** Of refused: networks wider than redis.widestNetwork. */
+  tooWide: number;
+  /** Cluster bans a snapshot lifted because the active set no longer holds them. */
+  resyncUnbans: number;
   skippedOwn: number;
   snapshots: number;
   failures: number;
@@ -44,6 +55,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 export class ClusterEnforcer {
   private readonly redis: Redis;
+  private readonly keys: ClusterKeys;
   private st: EnforcerState;
   private readonly plog: PositionLog;
   private stopped = false;
@@ -53,10 +65,11 @@ export class ClusterEnforcer {
   private connected = false;
   private everReady = false;
   private lastRefusedLog = 0;
-  readonly counters = { applied: 0, refused: 0, skippedOwn: 0, snapshots: 0, failures: 0, reconnects: 0 };
+  readonly counters = { applied: 0, refused: 0, badSignature: 0, tooWide: 0, resyncUnbans: 0, skippedOwn: 0, snapshots: 0, failures: 0, reconnects: 0 };
 
   constructor(private readonly cfg: RedisConfig, private readonly log: Logger, private readonly opts: EnforcerOptions) {
     this.now = opts.now ?? Date.now;
+    this.keys = loadClusterKeys(cfg.signingKeyFile); // no key, no cluster: nothing would verify
     // Loaded at construction so the daemon's start-up reconcile already includes cluster bans.
     this.plog = new PositionLog(opts.stateDir);
     this.st = this.plog.load(this.now()) ?? { id: '', bans: new Map() };
@@ -158,15 +171,18 @@ export class ClusterEnforcer {
   }
 
   /**
-   * Loads the active bans set. Only adds: a ban we hold that the snapshot lacks stays until its
-   * own expiry (the kernel times it out) — a Redis that lost its data must not unban a cluster.
+   * Loads the active bans (the signed tokens of `<prefix>:bansigs`) and makes the cluster bans held
+   * here match them: adds what is missing, lifts cluster bans the set no longer holds (lifted or
+   * expired while we were not reading, or a replayed unban to repair). Never lifts this host's own
+   * bans, and lifts nothing when the snapshot is empty (a Redis that lost its data must not unban a
+   * cluster: those bans run out at their own expiry).
    */
   private async snapshot(): Promise<void> {
     const now = this.now();
     const res = await this.redis.multi()
       .xrevrange(streamKey(this.cfg), '+', '-', 'COUNT', 1)
       .call('XINFO', 'STREAM', streamKey(this.cfg))
-      .zrangebyscore(bansKey(this.cfg), String(now), '+inf', 'WITHSCORES')
+      .hgetall(banTokensKey(this.cfg))
       .exec();
     if (!res) throw new Error('snapshot failed');
     if (res[0]![0]) throw res[0]![0];
@@ -178,30 +194,60 @@ export class ClusterEnforcer {
       const lg = info[info.indexOf('last-generated-id') + 1];
       if (typeof lg === 'string' && compareIds(lg, id) > 0) id = lg;
     }
-    const flat = res[2]![1] as string[];
-    const batch: BanDecision[] = [];
-    for (let i = 0; i + 1 < flat.length; i += 2) {
-      const t = checkWireTarget(flat[i]!);
-      const u = checkUntil(flat[i + 1]!, now);
-      if ('error' in t || u === undefined) {
-        this.refused(`snapshot: ${'error' in t ? t.error : 'bad expiry'}`);
+    const tokens = res[2]![1] as Record<string, string>;
+    const held = new Map<string, number>();
+    let seen = 0;
+    for (const [raw, token] of Object.entries(tokens)) {
+      seen++;
+      const t = checkWireTarget(raw, this.cfg.widestNetwork);
+      if ('error' in t) {
+        this.refused(t, 'snapshot');
+        continue;
+      }
+      const v = verifyBanToken(this.keys, this.cfg.prefix, t.ok, token);
+      if ('error' in v) {
+        this.counters.badSignature++;
+        this.refused({ error: `${t.ok}: ${v.error}` }, 'snapshot');
+        continue;
+      }
+      if (v.ok <= now) continue; // expired, not yet pruned
+      if (checkUntil(String(v.ok), now) === undefined) {
+        this.refused({ error: `${t.ok}: bad expiry` }, 'snapshot');
         continue;
       }
       const veto = this.opts.refuse?.(t.ok);
       if (veto) {
-        this.refused(`snapshot: ${t.ok}: ${veto}`);
+        this.refused({ error: `${t.ok}: ${veto}` }, 'snapshot');
         continue;
       }
-      if ((this.st.bans.get(t.ok) ?? 0) >= u) continue;
-      this.st.bans.set(t.ok, u);
-      batch.push({ action: 'ban', target: t.ok, until: u, level: 0, policy: 'cluster', ruleId: 'cluster-snapshot', evidence: [] });
+      held.set(t.ok, v.ok);
+    }
+    const batch: BanDecision[] = [];
+    for (const [t, u] of held) {
+      if ((this.st.bans.get(t) ?? 0) >= u) continue;
+      this.st.bans.set(t, u);
+      batch.push({ action: 'ban', target: t as BanDecision['target'], until: u, level: 0, policy: 'cluster', ruleId: 'cluster-snapshot', evidence: [] });
+    }
+    let lifted = 0;
+    if (held.size === 0 && seen === 0 && this.st.bans.size > 0) {
+      this.log.warn({ bans: this.st.bans.size }, 'the redis snapshot holds no ban at all (redis lost its data?): keeping the cluster bans held here until their own expiry');
+    } else {
+      for (const t of [...this.st.bans.keys()]) {
+        if (held.has(t)) continue;
+        this.st.bans.delete(t);
+        if (this.opts.isLocalBan?.(t)) continue; // this host's own ban: the cluster has no say
+        batch.push({ action: 'unban', target: t as BanDecision['target'], reason: 'reconcile', policy: 'cluster' });
+        lifted++;
+      }
     }
     await this.applyRetrying(batch);
     this.st = { id, bans: this.st.bans };
     this.plog.rewrite(id, this.activeBans());
     this.counters.snapshots++;
     this.counters.applied += batch.length;
-    this.log.info({ applied: batch.length, bans: this.st.bans.size, position: id }, 'cluster bans loaded from the redis snapshot');
+    this.counters.resyncUnbans += lifted;
+    if (lifted > 0) this.log.warn({ lifted }, 'resync: lifted cluster bans the redis active set no longer holds');
+    this.log.info({ applied: batch.length - lifted, lifted, bans: this.st.bans.size, position: id }, 'cluster bans loaded from the redis snapshot');
   }
 
   private async handle(entries: [string, string[]][]): Promise<void> {
@@ -210,10 +256,16 @@ export class ClusterEnforcer {
     const wires: WireDecision[] = [];
     const set = new Map<string, number>();
     const del = new Set<string>();
-    for (const [, fields] of entries) {
-      const r = decode(fields, now);
+    for (const [id, fields] of entries) {
+      const sig = verifyEntry(this.keys, this.cfg.prefix, fields);
+      if ('error' in sig) {
+        this.counters.badSignature++;
+        this.refused(sig, id);
+        continue;
+      }
+      const r = decode(fields, now, this.cfg.widestNetwork);
       if ('error' in r) {
-        this.refused(r.error);
+        this.refused(r, id);
         continue;
       }
       const w = r.ok;
@@ -223,7 +275,7 @@ export class ClusterEnforcer {
       }
       const veto = this.opts.refuse?.(w.target);
       if (veto) {
-        this.refused(`${w.target}: ${veto}`);
+        this.refused({ error: `${w.target}: ${veto}` }, id);
         continue;
       }
       if (w.action === 'ban') {
@@ -265,12 +317,14 @@ export class ClusterEnforcer {
     }
   }
 
-  private refused(why: string): void {
+  /** Counts a refused entry or token; logs at most one every 10 s, with where it was (stream id). */
+  private refused(r: Refusal, where: string): void {
     this.counters.refused++;
+    if (r.tooWide) this.counters.tooWide++;
     const t = this.now();
     if (t - this.lastRefusedLog > 10_000) {
       this.lastRefusedLog = t;
-      this.log.warn({ refused: this.counters.refused, why }, 'refused a cluster decision from redis (invalid or allowlisted)');
+      this.log.warn({ refused: this.counters.refused, badSignature: this.counters.badSignature, tooWide: this.counters.tooWide, streamId: where, why: r.error }, 'refused a cluster decision from redis (unsigned, badly signed, invalid, too wide or allowlisted)');
     }
   }
 }

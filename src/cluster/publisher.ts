@@ -1,14 +1,30 @@
 // Collector side: every BanDecision the state stage makes is XADDed to the decisions stream, and
 // the set of active bans (target → until, a sorted set scored by expiry) is updated in the same
-// MULTI, so a new enforcer can start from a consistent snapshot + stream position.
+// MULTI, so a new enforcer can start from a consistent snapshot + stream position. Every entry is
+// signed, and every active ban carries a signed token (`<prefix>:bansigs`, target → until.sig):
+// enforcers trust nothing else (signing.ts).
 // While Redis is unreachable decisions wait in a bounded queue (in order); when it is full the
 // oldest are dropped and counted — never silently. The queue is flushed on reconnect.
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { BanDecision } from '../types.js';
 import { encode } from './codec.js';
-import { bansKey, streamKey, type RedisConfig } from './config.js';
+import { banTokensKey, bansKey, streamKey, type RedisConfig } from './config.js';
 import { openRedis } from './connect.js';
+import { banToken, loadClusterKeys, signEntry, type ClusterKeys } from './signing.js';
+
+// KEYS: bans zset, tokens hash. ARGV: target, until, token. The token follows the zset's score:
+// it is written when this ban's expiry is the one the set keeps (ZADD GT: the latest wins).
+const BAN_LUA = `redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[1])
+if tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1])) == tonumber(ARGV[2]) then redis.call('HSET', KEYS[2], ARGV[1], ARGV[3]) end
+return 0`;
+const UNBAN_LUA = `redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+return 0`;
+// Expired members leave the set and their tokens the hash.
+const PRUNE_LUA = `local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 10000)
+for _, t in ipairs(old) do redis.call('HDEL', KEYS[2], t) redis.call('ZREM', KEYS[1], t) end
+return #old`;
 
 export interface PublisherStats {
   published: number;
@@ -33,6 +49,7 @@ export interface PublisherOptions {
 
 export class ClusterPublisher {
   private readonly redis: Redis;
+  private readonly keys: ClusterKeys;
   private queue: BanDecision[] = [];
   private head = 0;
   private flushing: Promise<void> | undefined;
@@ -51,6 +68,7 @@ export class ClusterPublisher {
     this.now = opts.now ?? Date.now;
     this.batch = opts.batch ?? 500;
     this.activeBans = opts.activeBans;
+    this.keys = loadClusterKeys(cfg.signingKeyFile); // before any connection: no key, no cluster
     this.redis = openRedis(cfg, log, 'publisher', {
       onState: (s) => {
         if (s === 'ready') {
@@ -107,12 +125,13 @@ export class ClusterPublisher {
       const m = this.redis.multi();
       const sk = streamKey(this.cfg);
       const bk = bansKey(this.cfg);
+      const hk = banTokensKey(this.cfg);
       for (const d of chunk) {
-        m.xadd(sk, 'MAXLEN', '~', String(this.cfg.streamMaxLen), '*', ...encode(d, this.cfg.node, now));
-        if (d.action === 'ban') m.zadd(bk, 'GT', String(d.until), String(d.target));
-        else m.zrem(bk, String(d.target));
+        m.xadd(sk, 'MAXLEN', '~', String(this.cfg.streamMaxLen), '*', ...signEntry(this.keys, this.cfg.prefix, encode(d, this.cfg.node, now)));
+        if (d.action === 'ban') m.eval(BAN_LUA, 2, bk, hk, String(d.target), String(d.until), banToken(this.keys, this.cfg.prefix, d.target, d.until));
+        else m.eval(UNBAN_LUA, 2, bk, hk, String(d.target));
       }
-      m.zremrangebyscore(bk, '-inf', String(now));
+      m.eval(PRUNE_LUA, 2, bk, hk, String(now));
       try {
         const res = await m.exec();
         const err = res?.find(([e]) => e)?.[0];

@@ -172,6 +172,8 @@ export const SCHEMA: Field = {
         streamMaxLen: { kind: 'int', min: 1000, max: 100_000_000 },
         maxQueue: { kind: 'int', min: 1, max: 10_000_000 },
         sharedCounting: { kind: 'bool' },
+        signingKeyFile: path,
+        widestNetwork: { kind: 'obj', fields: { v4: { kind: 'int', min: 8, max: 32 }, v6: { kind: 'int', min: 16, max: 128 } } },
       },
     },
   },

@@ -528,6 +528,9 @@ function resolveMerged(m: Plain, locs: Map<string, Loc>, files: readonly string[
     const r = obj(m['redis']);
     const tls = obj(r['tls']);
     if (typeof r['url'] !== 'string') problem('MJ_CONFIG_MISSING', 'redis.url', 'the redis section needs a url (redis://host:6379 or rediss://host:6380)');
+    // Without a key anyone who can write to Redis could ban or unban on every host (docs/cluster.md).
+    if (typeof r['signingKeyFile'] !== 'string') problem('MJ_CONFIG_MISSING', 'redis.signingKeyFile', 'cluster mode needs a signing key file shared by every mailjail host (e.g. `openssl rand -base64 48 > /etc/mailjail/cluster.key; chmod 0600`): entries without a valid signature are refused');
+    const wn = obj(r['widestNetwork']);
     redis = {
       ...REDIS_DEFAULTS,
       url: (r['url'] as string | undefined) ?? '',
@@ -547,6 +550,11 @@ function resolveMerged(m: Plain, locs: Map<string, Loc>, files: readonly string[
       ...(typeof r['streamMaxLen'] === 'number' ? { streamMaxLen: r['streamMaxLen'] } : {}),
       ...(typeof r['maxQueue'] === 'number' ? { maxQueue: r['maxQueue'] } : {}),
       ...(r['sharedCounting'] === true ? { sharedCounting: true } : {}),
+      ...(typeof r['signingKeyFile'] === 'string' ? { signingKeyFile: abs('redis.signingKeyFile', r['signingKeyFile']) } : {}),
+      widestNetwork: {
+        v4: typeof wn['v4'] === 'number' ? wn['v4'] : REDIS_DEFAULTS.widestNetwork.v4,
+        v6: typeof wn['v6'] === 'number' ? wn['v6'] : REDIS_DEFAULTS.widestNetwork.v6,
+      },
     };
   } else if (role !== 'both') {
     problem('MJ_CONFIG_MISSING', 'role', `role "${role}" needs a redis section (redis: {url: ...})`);

@@ -386,6 +386,7 @@ export class Daemon implements ControlHandlers {
             skipOwn: role === 'both',
             apply: (b) => (late ? late.applyCluster(b) : Promise.reject(new Error('daemon not started'))),
             refuse: (t) => late?.clusterRefuse(t),
+            isLocalBan: (t) => late !== undefined && late.decider.activeBans(late.now()).some((b) => b.target === t),
           });
           d = new Daemon(deps, { config, engine, decider, allow, ledger, backend, publisher, enforcer, counter });
           late = d;

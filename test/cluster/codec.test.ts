@@ -50,6 +50,20 @@ test('hostile or malformed entries are refused', () => {
   assert.ok('ok' in decode(wire(good), NOW));
 });
 
+test('network width: the configured limit (default /16 v4, /32 v6) and a hard floor of /8 and /16', () => {
+  const d = { v4: 16, v6: 32 };
+  const width = (t: string, w = d) => decode(wire({ ...good, t }), NOW, w);
+  for (const t of ['10.0.0.0/8', '10.0.0.0/15', '2001::/16', '2001:db8::/31']) {
+    const r = width(t);
+    assert.ok('error' in r && r.tooWide === true && /wider than \/(16|32)/.test(r.error), `${t}: ${JSON.stringify(r)}`);
+  }
+  for (const t of ['10.1.0.0/16', '192.0.2.0/24', '2001:db8::/32', '2001:db8:1::/64']) assert.ok('ok' in width(t), t);
+  assert.ok('error' in width('192.0.2.0/24', { v4: 25, v6: 64 }), 'a tighter limit refuses a /24');
+  // The floor holds whatever a config says.
+  assert.ok('error' in width('10.0.0.0/7', { v4: 0, v6: 0 }));
+  assert.ok('error' in width('::/0', { v4: 0, v6: 0 }));
+});
+
 test('decode never throws and only lets canonical targets through (property)', () => {
   fc.assert(fc.property(fc.array(fc.string({ maxLength: 40 }), { maxLength: 30 }), fc.string({ maxLength: 50 }), (junk, t) => {
     const r = decode([...wire({ ...good, t }), ...junk], NOW);

@@ -2,6 +2,8 @@
 // state → Redis, no local firewall) and two enforcer daemons (Redis → their firewall); config
 // checks for the redis section. Absent section = today's behaviour (the daemon tests cover that).
 import assert from 'node:assert/strict';
+import { chmodSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { createBackend } from '../../src/firewall/index.js';
 import { configFromTexts, type MailjailConfig } from '../../src/daemon/config.js';
@@ -12,6 +14,10 @@ import { loadRulePack } from '../../src/rules/pack.js';
 import type { FirewallBackend } from '../../src/types.js';
 import { PushSource, logSink, sasl, tempDir, testConfig, waitFor } from '../daemon/helpers.js';
 import { haveRedis, RedisServer } from './redis-server.js';
+import { ban as clusterBan, quiet, redisCfg, TEST_KEY_FILE } from './helpers.js';
+import { Redis } from 'ioredis';
+import { ClusterPublisher } from '../../src/cluster/publisher.js';
+import { banToken, loadClusterKeys } from '../../src/cluster/signing.js';
 
 const skip = haveRedis() ? undefined : 'redis-server is not installed (apt-get install redis-server)';
 if (skip) console.warn(`SKIPPED cluster daemon tests: ${skip}`);
@@ -46,11 +52,11 @@ async function node(cfg: MailjailConfig, fw: FirewallBackend = createBackend({ b
 }
 
 const clusterYaml = (role: string, nodeName: string, extra = '') =>
-  `role: ${role}\nredis: { url: "${srv.url}", node: ${nodeName}, prefix: d${nodeName.length}x }\n${extra}`;
+  `role: ${role}\nredis: { url: "${srv.url}", signingKeyFile: ${TEST_KEY_FILE}, node: ${nodeName}, prefix: d${nodeName.length}x }\n${extra}`;
 
 test('collector daemon → two enforcer daemons: the attacker is banned on both mail hosts, not on the collector', { skip }, async () => {
   const prefix = `dm${Date.now()}`;
-  const yaml = (role: string, n: string) => `role: ${role}\nredis: { url: "${srv.url}", node: ${n}, prefix: ${prefix} }`;
+  const yaml = (role: string, n: string) => `role: ${role}\nredis: { url: "${srv.url}", signingKeyFile: ${TEST_KEY_FILE}, node: ${n}, prefix: ${prefix} }`;
   const dc = tempDir(), d1 = tempDir(), d2 = tempDir();
   const col = await node(testConfig(dc, undefined, yaml('collector', 'collector')));
   const mx1 = await node(testConfig(d1, undefined, yaml('enforcer', 'mx1')));
@@ -99,27 +105,91 @@ test('config: redis section and role are checked; absent section means no cluste
   bad('redis: { node: a }', /redis\.url/);
   bad('redis: { url: "redis://h", maxQueue: 0 }', /redis\.maxQueue/);
   bad('redis: { url: "redis://h", pasword: x }', /did you mean "password"/);
-  const tls = configFromTexts([{ file: '/etc/mailjail/mailjail.yaml', text: `policies: { auth: {} }\nsources: { j: { type: journald } }\nredis: { url: "rediss://r:6380", username: mj, password: pw, tls: { ca: ./ca.pem } }` }]);
+  // No signing key, no cluster: a clear config error naming the key.
+  bad('redis: { url: "redis://h" }', /MJ_CONFIG_MISSING.*redis\.signingKeyFile: cluster mode needs a signing key file/);
+  bad('redis: { url: "redis://h", signingKeyFile: /k, widestNetwork: { v4: 4 } }', /redis\.widestNetwork\.v4/);
+  bad('redis: { url: "redis://h", signingKeyFile: /k, widestNetwork: { v6: 8 } }', /redis\.widestNetwork\.v6/);
+  assert.deepEqual(c.redis?.widestNetwork, { v4: 16, v6: 32 });
+  assert.deepEqual(testConfig(dir, undefined, 'redis: { url: "redis://h", signingKeyFile: /k, widestNetwork: { v4: 24 } }').redis?.widestNetwork, { v4: 24, v6: 32 });
+  const tls = configFromTexts([{ file: '/etc/mailjail/mailjail.yaml', text: `policies: { auth: {} }\nsources: { j: { type: journald } }\nredis: { url: "rediss://r:6380", signingKeyFile: ./cluster.key, username: mj, password: pw, tls: { ca: ./ca.pem } }` }]);
   assert.equal(tls.redis?.tls?.ca, '/etc/mailjail/ca.pem');
   assert.equal(tls.redis?.username, 'mj');
-  const pf = configFromTexts([{ file: '/etc/mailjail/mailjail.yaml', text: 'policies: { auth: {} }\nsources: { j: { type: journald } }\nredis: { url: "redis://r", passwordFile: ./redis.pass }' }]);
+  assert.equal(tls.redis?.signingKeyFile, '/etc/mailjail/cluster.key');
+  const pf = configFromTexts([{ file: '/etc/mailjail/mailjail.yaml', text: 'policies: { auth: {} }\nsources: { j: { type: journald } }\nredis: { url: "redis://r", signingKeyFile: /etc/mailjail/cluster.key, passwordFile: ./redis.pass }' }]);
   assert.equal(pf.redis?.passwordFile, '/etc/mailjail/redis.pass');
   // An enforcer-only mail host needs no sources.
-  const enf = configFromTexts([{ file: '/etc/mailjail/mailjail.yaml', text: 'role: enforcer\npolicies: { auth: {} }\nredis: { url: "redis://10.0.0.5:6379" }' }]);
+  const enf = configFromTexts([{ file: '/etc/mailjail/mailjail.yaml', text: 'role: enforcer\npolicies: { auth: {} }\nredis: { url: "redis://10.0.0.5:6379", signingKeyFile: /etc/mailjail/cluster.key }' }]);
   assert.equal(enf.role, 'enforcer');
   assert.equal(enf.sources.length, 0);
   assert.throws(() => configFromTexts([{ file: '/x.yaml', text: 'policies: { auth: {} }' }]), /no enabled source/);
 });
 
+test('a daemon in cluster mode refuses to start with a key file others can read (MJ_CLUSTER_KEY)', { skip }, async () => {
+  const key = join(tempDir(), 'cluster.key');
+  writeFileSync(key, `${'k'.repeat(40)}\n`, { mode: 0o644 });
+  chmodSync(key, 0o644);
+  const dir = tempDir();
+  const cfg = testConfig(dir, undefined, `role: enforcer\nredis: { url: "${srv.url}", signingKeyFile: ${key}, node: mxk, prefix: keymode }`);
+  await assert.rejects(node(cfg), (e: Error & { code?: string }) => e.code === 'MJ_CLUSTER_KEY' && /redis\.signingKeyFile .*mode 644/.test(e.message));
+  chmodSync(key, 0o600);
+  const ok = await node(cfg);
+  await ok.daemon.stop();
+});
+
+test('a resync on a "both" host lifts cluster bans missing from the set, never a ban of its own ledger', { skip }, async () => {
+  const prefix = `rs${Date.now()}`;
+  const yaml = `role: both\nredis: { url: "${srv.url}", signingKeyFile: ${TEST_KEY_FILE}, node: mxr, prefix: ${prefix} }`;
+  const dir = tempDir();
+  const fw = createBackend({ backend: 'dry-run' }); // the "kernel", kept across restarts
+  const raw = new Redis(srv.url);
+  raw.on('error', () => {});
+  const stat = async (x: Awaited<ReturnType<typeof node>>, st: string) => Number(new RegExp(`mailjail_cluster_stat\\{link="enforcer",stat="${st}"\\} (\\d+)`).exec(await x.metrics.registry.metrics())?.[1] ?? -1);
+  const restartWithGap = async (): Promise<Awaited<ReturnType<typeof node>>> => {
+    // Every entry after its position is gone: the next start resyncs from the snapshot.
+    await raw.xadd(`${prefix}:decisions`, '*', 'v', '1');
+    await raw.xtrim(`${prefix}:decisions`, 'MAXLEN', 0);
+    const x = await node(testConfig(dir, undefined, yaml), fw);
+    await waitFor(async () => (await stat(x, 'snapshots')) === 1, 10_000);
+    return x;
+  };
+  let h = await node(testConfig(dir, undefined, yaml), fw);
+  try {
+    await h.daemon.ban({ target: '192.0.2.90' as never }); // this host's own ban (ledger)
+    // Another collector's ban on a second target, signed with the key, through the publisher.
+    const other = new ClusterPublisher(redisCfg(srv.url, { prefix, node: 'other' }), quiet);
+    other.publish([clusterBan('192.0.2.91', Date.now() + 3600_000)]);
+    await waitFor(async () => (await fw.list()).has('192.0.2.91') && (await raw.hexists(`${prefix}:bansigs`, '192.0.2.90')) === 1, 10_000);
+    await other.close();
+    await h.daemon.stop();
+    // A resync now holds both as cluster bans (its own came back through the snapshot).
+    h = await restartWithGap();
+    assert.equal(await stat(h, 'activeBans'), 2);
+    await h.daemon.stop();
+    // Both tokens disappear from Redis (lifted elsewhere, or deleted by someone with write access).
+    await raw.hdel(`${prefix}:bansigs`, '192.0.2.90', '192.0.2.91');
+    await raw.hset(`${prefix}:bansigs`, '192.0.2.92', banToken(loadClusterKeys(TEST_KEY_FILE), prefix, '192.0.2.92', Date.now() + 3600_000));
+    h = await restartWithGap();
+    const kernel = await fw.list();
+    assert.equal(kernel.has('192.0.2.91'), false, 'the cluster ban the set no longer holds is lifted');
+    assert.equal(kernel.has('192.0.2.90'), true, 'the host\'s own ledger ban stays');
+    assert.equal(kernel.has('192.0.2.92'), true);
+    assert.equal(await stat(h, 'resyncUnbans'), 1);
+    assert.deepEqual((await h.daemon.bans()).map((b) => b.target), ['192.0.2.90']);
+  } finally {
+    await h.daemon.stop();
+    raw.disconnect();
+  }
+});
+
 test('shared counting: an attack split across two collectors bans at the attempt one collector would, once', { skip }, async () => {
   const prefix = `sc${Date.now()}`;
-  const yaml = (n: string, shared: boolean) => `role: collector\nredis: { url: "${srv.url}", node: ${n}, prefix: ${prefix}${shared ? ', sharedCounting: true' : ''} }`;
+  const yaml = (n: string, shared: boolean) => `role: collector\nredis: { url: "${srv.url}", signingKeyFile: ${TEST_KEY_FILE}, node: ${n}, prefix: ${prefix}${shared ? ', sharedCounting: true' : ''} }`;
   // Without shared counting: 3 + 2 attempts on two collectors ban nobody.
   const run = async (shared: boolean) => {
     const da = tempDir(), db = tempDir(), de = tempDir();
     const a = await node(testConfig(da, undefined, yaml(`a${shared}`, shared)));
     const b = await node(testConfig(db, undefined, yaml(`b${shared}`, shared)));
-    const mx = await node(testConfig(de, undefined, `role: enforcer\nredis: { url: "${srv.url}", node: mx${shared}, prefix: ${prefix} }`));
+    const mx = await node(testConfig(de, undefined, `role: enforcer\nredis: { url: "${srv.url}", signingKeyFile: ${TEST_KEY_FILE}, node: mx${shared}, prefix: ${prefix} }`));
     const stat = async (x: typeof a, s: string) => Number(new RegExp(`mailjail_cluster_stat\\{link="counter",stat="${s}"\\} (\\d+)`).exec(await x.metrics.registry.metrics())?.[1] ?? 0);
     const ip = shared ? '192.0.2.201' : '192.0.2.200';
     try {

@@ -60,7 +60,9 @@ test('two collectors + two enforcers in namespaces: split attack banned at the r
     await waitFor(async () => (await probe(ns['att']!, '10.9.0.21', 2525)) === 'ok' && (await probe(ns['att']!, '10.9.0.22', 2525)) === 'ok',
       { timeoutMs: 20_000, what: 'the greeters on mx1 and mx2 to answer' });
 
-    const redisYaml = (node: string, extra = '') => `redis: { url: "redis://10.9.0.1:6379", node: ${node}, prefix: e2e${extra} }`;
+    const key = join(dir, 'cluster.key');
+    writeFileSync(key, 'e2e-cluster-key-0123456789abcdefghijklmnop\n', { mode: 0o600 });
+    const redisYaml = (node: string, extra = '') => `redis: { url: "redis://10.9.0.1:6379", signingKeyFile: ${key}, node: ${node}, prefix: e2e${extra} }`;
     const common = (name: string) => `rules: { dir: ${RULES} }
 state: { dir: ${join(dir, name, 'state')} }
 policies:

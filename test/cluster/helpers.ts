@@ -1,6 +1,6 @@
 // Cluster test helpers: config, a silent logger, an enforcer over a dry-run "kernel" that records
 // every decision it was handed.
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -23,8 +23,19 @@ export function capturingLog(): { log: Logger; lines: () => { msg?: string; err?
   };
 }
 
+/** A key file (mode 0600) holding `lines`, one key per line. */
+export function keyFile(...lines: string[]): string {
+  const f = join(mkdtempSync(join(tmpdir(), 'mj-key-')), 'cluster.key');
+  writeFileSync(f, `${lines.join('\n')}\n`, { mode: 0o600 });
+  return f;
+}
+
+/** The cluster key every test collector and enforcer share unless a test says otherwise. */
+export const TEST_KEY = 'test-cluster-key-0123456789abcdefghijklmnop';
+export const TEST_KEY_FILE = keyFile(TEST_KEY);
+
 export function redisCfg(url: string, over: Partial<RedisConfig> = {}): RedisConfig {
-  return { ...REDIS_DEFAULTS, url, node: 'collector-1', backoffBaseMs: 50, backoffMaxMs: 400, ...over };
+  return { ...REDIS_DEFAULTS, url, node: 'collector-1', backoffBaseMs: 50, backoffMaxMs: 400, signingKeyFile: TEST_KEY_FILE, ...over };
 }
 
 export const ban = (target: string, untilMs: number, policy = 'auth'): BanDecision =>
@@ -40,8 +51,8 @@ export class Host {
   enforcer: ClusterEnforcer | undefined;
   private ready: Promise<void> = this.fw.ensure();
 
-  start(cfg: RedisConfig, opts: Partial<EnforcerOptions> = {}): ClusterEnforcer {
-    const e = new ClusterEnforcer(cfg, quiet, {
+  start(cfg: RedisConfig, opts: Partial<EnforcerOptions> = {}, log: Logger = quiet): ClusterEnforcer {
+    const e = new ClusterEnforcer(cfg, log, {
       stateDir: this.dir,
       blockMs: 200,
       apply: async (b) => {
