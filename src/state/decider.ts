@@ -94,9 +94,9 @@ export interface RestoreIssue {
 const RESTORE_SKEW_MS = 5 * 60_000;
 /** Widest restored ban of a rule policy, unless the policy itself counts per a wider prefix. */
 const RESTORE_WIDEST = { 4: 16, 6: 32 } as const;
-/** Widest restored manual ban (operator, or a policy no longer configured): what the firewall accepts. */
+/** Widest restored operator ban: what the firewall accepts. A policy no longer configured gets RESTORE_WIDEST. */
 const RESTORE_WIDEST_MANUAL = { 4: 8, 6: 16 } as const;
-/** Longest restored manual ban (s); a longer one is clamped. */
+/** Longest restored operator ban, or ban of a policy no longer configured (s); a longer one is clamped. */
 export const MAX_MANUAL_BAN_S = 365 * 86400;
 
 interface PolicyState {
