@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { ResilientFirewall, type FirewallEvent } from '../firewall/index.js';
 import { checkTarget } from '../firewall/targets.js';
 import type { BanDecision, FirewallBackend } from '../types.js';
+import type { Counter } from 'prom-client';
 import type { Metrics } from './metrics.js';
 import { RateLimitedLog } from './rate-limit.js';
 
@@ -20,10 +21,13 @@ export interface FirewallSinkOptions {
 export class FirewallSink {
   readonly fw: ResilientFirewall;
   private readonly warn: RateLimitedLog;
-  private seen = { applied: 0, failures: 0, rejected: 0 };
+  private seen = { applied: 0, failures: 0, rejected: 0, repairs: 0 };
+  /** Entries put back into the kernel after it lost them (flushed set, recreated set). */
+  private readonly repairs: Counter<'backend'>;
 
   constructor(backend: FirewallBackend, private readonly metrics: Metrics, private readonly log: Logger, opts: FirewallSinkOptions) {
     this.warn = new RateLimitedLog(log, { intervalMs: 60_000 });
+    this.repairs = metrics.counter('mailjail_firewall_repairs_total', 'Ban entries re-applied because the kernel had lost them (set flushed or recreated), by backend', ['backend']);
     this.fw = new ResilientFirewall(backend, {
       activeBans: opts.activeBans,
       onEvent: (e) => this.onEvent(e),
@@ -97,7 +101,8 @@ export class FirewallSink {
     const failed = s.failures + s.rejected;
     const seenFailed = this.seen.failures + this.seen.rejected;
     if (failed > seenFailed) this.metrics.bansFailed.inc(b, failed - seenFailed);
-    this.seen = { applied: s.applied, failures: s.failures, rejected: s.rejected };
+    if (s.repairs > this.seen.repairs) this.repairs.inc(b, s.repairs - this.seen.repairs);
+    this.seen = { applied: s.applied, failures: s.failures, rejected: s.rejected, repairs: s.repairs };
   }
 
   private onEvent(e: FirewallEvent): void {
@@ -113,6 +118,13 @@ export class FirewallSink {
         break;
       case 'recovered':
         this.log.warn({ reason: e.reason, ...(e.reconcile ? { added: e.reconcile.added, removed: e.reconcile.removed } : {}) }, 'firewall sets/hooks recreated and refilled');
+        this.syncCounters();
+        break;
+      case 'repaired':
+        // Not rate-limited: each one means someone emptied our sets, and says how much was lost.
+        this.log.warn({ missing: e.missing, v4: e.v4, v6: e.v6, sample: e.sample },
+          `${e.missing} active ban(s) were missing from the kernel (set flushed behind our back?): re-applied with their remaining time`);
+        this.syncCounters();
         break;
       case 'near-full':
         this.warn.warn(`near-full ${e.family}`, { family: e.family, entries: e.entries, maxelem: e.maxelem }, 'ban set is over 80 % full: raise firewall.maxelem');

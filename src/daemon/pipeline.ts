@@ -12,7 +12,7 @@ import { ClusterEnforcer } from '../cluster/enforcer.js';
 import { ClusterPublisher } from '../cluster/publisher.js';
 import { SharedCounter, type SharedPolicy } from '../state/redis-counter.js';
 import { loadAllowlist } from '../state/allowlist.js';
-import { Decider } from '../state/decider.js';
+import { Decider, type RestoreIssue } from '../state/decider.js';
 import { Ledger } from '../state/ledger.js';
 import { DEFAULT_ESCALATION_WINDOW, historyMsFor, type Policy } from '../state/policy.js';
 import type { BanDecision, Cidr, FirewallBackend, Ip, Match, RawRecord, Source } from '../types.js';
@@ -117,6 +117,22 @@ function sourceStats(src: Source | undefined): Record<string, number> | undefine
   const out: Record<string, number> = {};
   for (const [k, v] of Object.entries(st)) if (typeof v === 'number') out[k] = v;
   return out;
+}
+
+/**
+ * Ledger bans start-up restore left out or shortened (hand-edited or damaged ledger): one warning
+ * each naming the target (the first 50, then a count), and mailjail_ledger_restore_issues_total.
+ */
+function reportRestoreIssues(log: Logger, metrics: Metrics, path: string, issues: readonly RestoreIssue[]): void {
+  if (issues.length === 0) return;
+  const counter = metrics.counter('mailjail_ledger_restore_issues_total', 'Ledger bans refused or clamped at start-up restore, by action', ['action']);
+  for (const i of issues) counter.inc({ action: i.action });
+  for (const i of issues.slice(0, 50)) {
+    log.warn({ target: i.target, policy: i.policy, action: i.action, reason: i.reason, ledger: path },
+      `ledger ban of ${i.target} ${i.action === 'refused' ? 'not restored' : 'shortened'}: ${i.reason}`);
+  }
+  const refused = issues.filter((i) => i.action === 'refused').length;
+  log.warn({ refused, clamped: issues.length - refused, ledger: path }, 'ledger bans failed the restore checks (hand-edited or damaged ledger?)');
 }
 
 const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
@@ -355,7 +371,9 @@ export class Daemon implements ControlHandlers {
         policies: config.policies.map(toStatePolicy), allowlist: allow, maxTracked: config.state.maxTracked, ledger,
         ...(counter ? { onCounted: (e) => counter.note(e) } : {}),
       });
-      restored = decider.restore(state, now);
+      const issues: RestoreIssue[] = [];
+      restored = decider.restore(state, now, (i) => issues.push(i));
+      reportRestoreIssues(log, deps.metrics, ledger.path, issues);
     } catch (e) {
       counter?.close();
       ledger.close();

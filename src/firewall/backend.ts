@@ -12,6 +12,11 @@ export interface FirewallStatus {
   readonly hooked: boolean;
   /** Entries per family (ipset: kernel count, which may include expired entries not yet collected). */
   readonly entries: { readonly v4: number; readonly v6: number };
+  /**
+   * Entries per family over all sets (nftables keeps one set per prefix length, where `entries`
+   * is the fullest one); absent when it equals `entries`.
+   */
+  readonly held?: { readonly v4: number; readonly v6: number };
   /** Capacity per set. */
   readonly maxelem: number;
 }

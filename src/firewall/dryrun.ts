@@ -116,6 +116,11 @@ export class DryRunBackend implements KernelFirewall {
     }
   }
 
+  /** Test hook: behave as if someone emptied the sets behind our back (`ipset flush`), keeping them. */
+  simulateFlush(): void {
+    this.entries.clear();
+  }
+
   /** Test hook: behave as if someone destroyed the sets behind our back. */
   simulateLoss(): void {
     this.present = false;

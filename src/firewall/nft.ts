@@ -258,16 +258,18 @@ export class NftBackend implements KernelFirewall {
   async status(): Promise<FirewallStatus> {
     const tab = await this.table();
     const entries = { v4: 0, v6: 0 };
-    if (!tab) return { present: false, hooked: false, entries, maxelem: this.cfg.maxelem };
+    const held = { v4: 0, v6: 0 };
+    if (!tab) return { present: false, hooked: false, entries, held, maxelem: this.cfg.maxelem };
     // Each set has its own capacity: report the fullest set of each family.
     for (const [name, elems] of tab.sets) {
-      if (name.startsWith('v4')) entries.v4 = Math.max(entries.v4, elems.length);
-      else entries.v6 = Math.max(entries.v6, elems.length);
+      const f = name.startsWith('v4') ? 'v4' : 'v6';
+      entries[f] = Math.max(entries[f], elems.length);
+      held[f] += elems.length;
     }
     const present = this.hostSets().every((n) => tab.sets.has(n)) && [...this.nets].every((n) => tab.sets.has(n));
     const wanted = [...tab.sets.keys()].filter((n) => this.cfg.ipv6 || n.startsWith('v4'));
     const hooked = tab.hooked && wanted.every((n) => tab.referenced.has(n));
-    return { present, hooked, entries, maxelem: this.cfg.maxelem };
+    return { present, hooked, entries, held, maxelem: this.cfg.maxelem };
   }
 
   async stop(opts: { purge?: boolean } = {}): Promise<void> {

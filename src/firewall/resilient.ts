@@ -1,19 +1,25 @@
 // The wrapper the daemon talks to: queues decisions, retries failures with exponential backoff,
 // counts them, and never drops a decision it could still apply (a refused target is reported,
 // not retried). It also watches the kernel: a set or hook that vanished is recreated and refilled
-// from the ledger (which the state stage owns: we only read it through `activeBans`), and a set
+// from the ledger (which the state stage owns: we only read it through `activeBans`), entries that
+// vanished from a set still in place (`ipset flush`, `nft flush set`) are put back, and a set
 // reaching 80 % of its capacity is reported before it overflows.
-import type { ApplyReport, BanDecision, FirewallBackend } from '../types.js';
+import type { ApplyReport, BanDecision, Cidr, FirewallBackend, Ip } from '../types.js';
 import { hasStatus, isPermanent, type FirewallStatus } from './backend.js';
 import { codeOf, FW_CODES } from './exec.js';
 import { reconcile, type ReconcileReport } from './reconcile.js';
 import { checkTarget, laterUntil, ledgerKey, merge } from './targets.js';
+
+/** An expected entry ending sooner than this is not reported missing (the kernel counts whole seconds). */
+const EXPIRY_GRACE_MS = 2000;
 
 export type FirewallEvent =
   | { readonly type: 'failure'; readonly error: Error; readonly pending: number }
   | { readonly type: 'retry'; readonly attempt: number; readonly delayMs: number; readonly pending: number }
   | { readonly type: 'rejected'; readonly decision: BanDecision; readonly error: Error }
   | { readonly type: 'recovered'; readonly reason: string; readonly reconcile: ReconcileReport | undefined }
+  /** Active bans found missing from sets that are still in place, and re-applied (their remaining time). */
+  | { readonly type: 'repaired'; readonly missing: number; readonly v4: number; readonly v6: number; readonly sample: readonly string[] }
   | { readonly type: 'near-full'; readonly family: 'v4' | 'v6'; readonly entries: number; readonly maxelem: number };
 
 export interface ResilientOptions {
@@ -28,6 +34,12 @@ export interface ResilientOptions {
   readonly maxDelayMs?: number;
   /** How often start() schedules check() (default 30 s; 0 = never, the caller calls check()). */
   readonly checkIntervalMs?: number;
+  /**
+   * Every check compares entry counts with the active bans and lists the sets in full when a
+   * family holds fewer than expected; every `fullCheckEvery`-th check (default 10) lists them in
+   * full anyway, which also finds entries deleted one by one while others were added.
+   */
+  readonly fullCheckEvery?: number;
   /** Fill ratio that raises 'near-full' (default 0.8). */
   readonly warnRatio?: number;
 }
@@ -40,6 +52,8 @@ export interface FirewallStats {
   retries: number;
   /** Times the sets/hooks were recreated and refilled. */
   recoveries: number;
+  /** Entries put back because the kernel had lost them (refilled sets and content checks). */
+  repairs: number;
   /** Decisions refused for good (invalid target, overlap), reported through 'rejected'. */
   rejected: number;
   /** Decisions waiting in the queue. */
@@ -61,8 +75,10 @@ export class ResilientFirewall implements FirewallBackend {
   private retryTimer: NodeJS.Timeout | undefined;
   private checkTimer: NodeJS.Timeout | undefined;
   private needRecover = false;
+  private checking = false;
+  private checks = 0;
   private closed = false;
-  private readonly s: FirewallStats = { applied: 0, failures: 0, retries: 0, recoveries: 0, rejected: 0, pending: 0, lastError: undefined };
+  private readonly s: FirewallStats = { applied: 0, failures: 0, retries: 0, recoveries: 0, repairs: 0, rejected: 0, pending: 0, lastError: undefined };
 
   constructor(readonly backend: FirewallBackend, private readonly opts: ResilientOptions = {}) {
     this.name = backend.name;
@@ -79,7 +95,11 @@ export class ResilientFirewall implements FirewallBackend {
     const rep = this.opts.activeBans ? await this.reconcileLedger() : undefined;
     const every = this.opts.checkIntervalMs ?? 30_000;
     if (every > 0 && !this.checkTimer) {
-      this.checkTimer = setInterval(() => { this.check().catch((e: unknown) => this.fail(e as Error)); }, every);
+      this.checkTimer = setInterval(() => {
+        if (this.checking) return; // a slow check (loaded host, large sets) never piles up behind itself
+        this.checking = true;
+        this.check().catch((e: unknown) => this.fail(e as Error)).finally(() => { this.checking = false; });
+      }, every);
       this.checkTimer.unref();
     }
     return rep;
@@ -160,6 +180,10 @@ export class ResilientFirewall implements FirewallBackend {
       const prev = this.banned.get(key);
       this.banned.set(key, prev === undefined ? until : laterUntil(prev, until));
     }
+    // What the backend refuses for good (e.g. IPv6 with ipv6: false) is not meant to be in the kernel.
+    for (const f of rep.failed) {
+      if (f.decision.action === 'ban' && isPermanent(f.error)) this.banned.delete(ledgerKey(f.decision.target) ?? '');
+    }
     return rep;
   }
 
@@ -204,6 +228,8 @@ export class ResilientFirewall implements FirewallBackend {
       }
       if (this.queue.get(key) === d) this.queue.delete(key); // unless a newer decision replaced it meanwhile
       if (err !== undefined) {
+        // Refused for good: not in the kernel, so the content check must not keep putting it back.
+        if (d.action === 'ban' && this.banned.get(key) === d.until && !this.queue.has(key)) this.banned.delete(key);
         this.s.rejected++;
         this.emit({ type: 'rejected', decision: d, error: err });
       }
@@ -238,13 +264,15 @@ export class ResilientFirewall implements FirewallBackend {
     const rep = await this.reconcileLedger();
     this.needRecover = false;
     this.s.recoveries++;
+    this.s.repairs += rep?.added ?? 0;
     this.emit({ type: 'recovered', reason, reconcile: rep });
     return rep;
   }
 
   /**
-   * Looks at the kernel: recreates and refills what vanished, warns when a set is 80 % full.
-   * Returns the status seen (before any repair), or undefined for backends without one.
+   * Looks at the kernel: recreates and refills what vanished (sets, hooks, or entries of sets still
+   * in place), warns when a set is 80 % full. Returns the status seen (before any repair), or
+   * undefined for backends without one.
    */
   async check(): Promise<FirewallStatus | undefined> {
     this.prune(Date.now());
@@ -253,6 +281,9 @@ export class ResilientFirewall implements FirewallBackend {
     if (!st.present || !st.hooked) {
       const what = !st.present ? 'sets/table missing' : 'hook missing';
       await this.serial(() => this.recover(`${what}: recreated and refilled`));
+    } else {
+      const full = ++this.checks % Math.max(1, this.opts.fullCheckEvery ?? 10) === 0;
+      await this.serial(() => this.repairMissing(full ? undefined : st));
     }
     const ratio = this.opts.warnRatio ?? 0.8;
     for (const family of ['v4', 'v6'] as const) {
@@ -260,6 +291,65 @@ export class ResilientFirewall implements FirewallBackend {
       if (n >= ratio * st.maxelem) this.emit({ type: 'near-full', family, entries: n, maxelem: st.maxelem });
     }
     return st;
+  }
+
+  /**
+   * The bans the kernel must hold now, key → until: those handed to this firewall (reconciled or
+   * applied since, and not refused) that the ledger still lists as active. Both sides are needed:
+   * a ban the ledger has but the daemon has not handed on yet is on its way, and a ban handed on
+   * that the ledger no longer lists is being lifted.
+   */
+  private expected(now: number): Map<string, number> {
+    const out = new Map<string, number>();
+    let ledger: Set<string> | undefined;
+    if (this.opts.activeBans) {
+      ledger = new Set();
+      for (const [target] of this.opts.activeBans()) {
+        // The state stage writes canonical keys: parse (costly at 10k+) only what is not one already.
+        const key = this.banned.has(target) ? target : ledgerKey(target);
+        if (key !== undefined) ledger.add(key);
+      }
+    }
+    for (const [key, until] of this.banned) {
+      // An entry about to end may already be gone from the kernel by its own timeout.
+      if (until !== 0 && until - now < EXPIRY_GRACE_MS) continue;
+      if (ledger && !ledger.has(key)) continue;
+      out.set(key, until);
+    }
+    return out;
+  }
+
+  /**
+   * Content check (runs serialised with applies, so nothing is in flight): every expected ban
+   * missing from the kernel is queued again with its own end (the kernel gets the remaining time)
+   * and applied through the ordinary path, so a failure is retried like any other. With `counts`
+   * (the status just read) the sets are listed only when a family holds fewer entries than
+   * expected: listing and parsing 10,000 entries takes 0.1–0.5 s of CPU (docs/firewall.md).
+   */
+  private async repairMissing(counts?: FirewallStatus): Promise<number> {
+    const now = Date.now();
+    const want = this.expected(now);
+    if (want.size === 0) return 0;
+    if (counts) {
+      let v6 = 0;
+      for (const key of want.keys()) if (key.includes(':')) v6++;
+      const held = counts.held ?? counts.entries;
+      if (held.v4 >= want.size - v6 && held.v6 >= v6) return 0;
+    }
+    const kernel = await this.backend.list();
+    const missing: BanDecision[] = [];
+    let v6 = 0;
+    for (const [key, until] of want) {
+      if (kernel.has(key) || this.queue.has(key)) continue; // present, or still waiting to go in
+      if (key.includes(':')) v6++;
+      missing.push({ action: 'ban', target: key as Ip | Cidr, until, level: 0, policy: 'repair', ruleId: 'repair', evidence: [] });
+    }
+    if (missing.length === 0) return 0;
+    for (const d of missing) this.queue.set(String(d.target), d);
+    this.s.repairs += missing.length;
+    this.emit({ type: 'repaired', missing: missing.length, v4: missing.length - v6, v6, sample: missing.slice(0, 5).map((d) => String(d.target)) });
+    await this.flushOnce();
+    return missing.length;
   }
 
   /** Tries until the queue is empty or `timeoutMs` passed (shutdown). Returns what is still pending. */

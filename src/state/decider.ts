@@ -84,6 +84,23 @@ export type StateEvent =
 
 export interface ActiveBan extends BanRecord {}
 
+/** A ledger ban that restore() left out, or whose end it shortened. */
+export interface RestoreIssue {
+  readonly target: string;
+  readonly policy: string;
+  readonly action: 'refused' | 'clamped';
+  readonly reason: string;
+}
+
+/** How far in the future a restored ban's `since` may lie (clock stepped back after a restart). */
+const RESTORE_SKEW_MS = 5 * 60_000;
+/** Widest restored ban of a rule policy, unless the policy itself counts per a wider prefix. */
+const RESTORE_WIDEST = { 4: 16, 6: 32 } as const;
+/** Widest restored operator ban: what the firewall accepts. A policy no longer configured gets RESTORE_WIDEST. */
+const RESTORE_WIDEST_MANUAL = { 4: 8, 6: 16 } as const;
+/** Longest restored operator ban, or ban of a policy no longer configured (s); a longer one is clamped. */
+export const MAX_MANUAL_BAN_S = 365 * 86400;
+
 interface PolicyState {
   readonly p: Policy;
   /** findtime in ms. */
@@ -339,11 +356,17 @@ export class Decider {
   /**
    * Loads a ledger's state after a restart: history for escalation, active bans (returned as
    * decisions to re-apply through the firewall, not written again) and the counted-through
-   * positions, so lines re-fed by a source are not counted twice.
+   * positions, so lines re-fed by a source are not counted twice. The ledger is a file someone may
+   * edit: each ban passes the checks a live ban gets (see restoreCheck); one that fails is left out
+   * (or its end clamped) and reported through `onIssue`.
    */
-  restore(state: LedgerState, now: number): BanDecision[] {
+  restore(state: LedgerState, now: number, onIssue?: (issue: RestoreIssue) => void): BanDecision[] {
     const out: BanDecision[] = [];
-    for (const rec of state.bans) {
+    for (const raw of state.bans) {
+      const check = this.restoreCheck(raw, now);
+      if (check.issue) onIssue?.(check.issue);
+      const rec = check.rec;
+      if (!rec) continue;
       const st = this.stateFor(rec.policy, true);
       if (st.historyMs > 0 && rec.since >= now - st.historyMs) pushSorted(st.history, rec.target, rec.since);
       if (rec.until > now) {
@@ -361,6 +384,41 @@ export class Decider {
       this.positions.set(k, { ...pos });
     }
     return out;
+  }
+
+  /**
+   * The sanity checks of a ledger ban before it is restored: a canonical target no wider than a
+   * live ban could be, not covered by the allowlist (which holds loopback and the host's own
+   * addresses unless configured otherwise), a start not in the future (beyond clock skew) and an
+   * end no later than the longest ban its policy can give, else clamped to it.
+   */
+  private restoreCheck(rec: BanRecord, now: number): { rec?: BanRecord; issue?: RestoreIssue } {
+    const target = String(rec.target);
+    const refuse = (reason: string): { issue: RestoreIssue } => ({ issue: { target: target.slice(0, 64), policy: String(rec.policy).slice(0, 64), action: 'refused', reason } });
+    const c = typeof rec.target === 'string' ? parseCidr(rec.target) : undefined;
+    // The form parseTarget gives (a host as a bare address), or two keys would name one target.
+    if (!c || parseTarget(c) !== rec.target) return refuse('not a canonical address or network');
+    if (!Number.isFinite(rec.since) || !Number.isFinite(rec.until)) return refuse('since/until are not finite times');
+    if (rec.since > now + RESTORE_SKEW_MS) return refuse(`starts ${Math.round((rec.since - now) / 1000)} s in the future`);
+    const { addr, len } = splitCidr(c);
+    const fam = isIpv6(addr) ? 6 : 4;
+    // Operator bans may be as wide and long as the operator chose (within hard limits); rule bans
+    // no wider than the policy counts (or /16, /32) and no longer than it escalates; bans of a
+    // policy no longer configured get the sane width and the hard length limit.
+    const policy = this.states.find((st) => st.p.name === rec.policy)?.p; // a configured one, not a carrier
+    const manual = rec.policy === MANUAL_POLICY || rec.ruleId === 'operator';
+    const kind = manual ? 'manual' : policy ? 'policy' : 'unconfigured-policy';
+    let widest: number = manual ? RESTORE_WIDEST_MANUAL[fam] : RESTORE_WIDEST[fam];
+    if (!manual && policy) widest = Math.min(widest, fam === 4 ? policy.ipv4Prefix : policy.ipv6Prefix);
+    if (len < widest) return refuse(`a /${len} is wider than a ${kind} ban may be (/${widest})`);
+    if (this.allowlist?.overlaps(c)) return refuse('allowlisted');
+    const longest = !manual && policy ? maxBanSeconds(policy) : MAX_MANUAL_BAN_S;
+    const cap = rec.since + longest * 1000;
+    if (rec.until <= cap) return { rec };
+    return {
+      rec: { ...rec, until: cap },
+      issue: { target, policy: rec.policy, action: 'clamped', reason: `ends after the longest ${kind} ban (${longest} s): clamped to ${new Date(cap).toISOString()}` },
+    };
   }
 
   /**
@@ -765,6 +823,11 @@ function forgetCounts(st: PolicyState, addr: Ip): void {
 }
 
 /** Operator input → canonical Ip (full-length) or Cidr. */
+/** The longest ban (s) a policy can give: its bantime, escalation's cap or recidive's ban. */
+function maxBanSeconds(p: Policy): number {
+  return Math.max(p.bantime, p.escalation?.maxBantime ?? 0, p.recidive?.bantime ?? 0);
+}
+
 function parseTarget(s: string): Ip | Cidr {
   const c = parseCidr(s);
   if (!c) throw new MailjailError('MJ_STATE_TARGET', `"${s}" is not an address or CIDR`);

@@ -1,5 +1,6 @@
 // Runs the shared conformance suite against every backend. Kernel backends run in a namespace
 // created here and deleted afterwards; they skip loudly where that is impossible.
+import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { DryRunBackend } from '../../src/firewall/dryrun.js';
 import { resolveFirewallConfig, type FirewallConfig } from '../../src/firewall/config.js';
@@ -16,6 +17,7 @@ test('conformance: dry-run', async (t) => {
     sharedKernel: false,
     make: (cfg: FirewallConfig = {}) => new DryRunBackend(resolveFirewallConfig({ prefix: `mjt${++seq}`, ...cfg, backend: 'dry-run' })),
     sabotage: async (b) => { (b as DryRunBackend).simulateLoss(); },
+    flush: async (b) => { (b as DryRunBackend).simulateFlush(); },
     snapshot: async (b) => JSON.stringify([await b.status(), (b as DryRunBackend).log]),
   });
 });
@@ -33,6 +35,11 @@ test('conformance: ipset + iptables (in a network namespace)', async (t) => {
         for (const ipt of ['iptables', 'ip6tables']) nsExec(ns, ipt, ['-w', '-F', c.chain]);
         nsExec(ns, 'ipset', ['destroy', c.set4]);
         nsExec(ns, 'ipset', ['destroy', c.set6]);
+      },
+      flush: async (b: KernelFirewall) => {
+        const c = (b as IpsetBackend)['cfg'];
+        nsExec(ns, 'ipset', ['flush', c.set4]);
+        nsExec(ns, 'ipset', ['flush', c.set6]);
       },
       snapshot: async (b: KernelFirewall) => {
         const c = (b as IpsetBackend)['cfg'];
@@ -55,6 +62,12 @@ test('conformance: nftables (in a network namespace)', async (t) => {
       sharedKernel: true,
       make: (cfg: FirewallConfig = {}) => new NftBackend(resolveFirewallConfig({ prefix: `mjt${++seq}`, ...cfg, backend: 'nftables', netns: ns })),
       sabotage: async (b: KernelFirewall) => { nsExec(ns, 'nft', ['delete', 'table', 'inet', (b as NftBackend)['cfg'].table]); },
+      flush: async (b: KernelFirewall) => {
+        const table = (b as NftBackend)['cfg'].table;
+        const sets = [...nsExec(ns, 'nft', ['-t', 'list', 'table', 'inet', table]).matchAll(/^\s*set (\S+) \{/gm)].map((m) => m[1]!);
+        assert.ok(sets.length >= 2, `sets of ${table}: ${sets.join(',')}`);
+        for (const set of sets) nsExec(ns, 'nft', ['flush', 'set', 'inet', table, set]);
+      },
       snapshot: async () => nsExec(ns, 'nft', ['-t', 'list', 'ruleset']), // -t: without set contents
     });
   } finally {

@@ -16,6 +16,8 @@ export interface Harness {
   make(cfg?: FirewallConfig): KernelFirewall;
   /** Delete the backend's sets/table behind its back, as an admin might. */
   sabotage(b: KernelFirewall): Promise<void>;
+  /** Empty the backend's sets behind its back, keeping sets and hooks (`ipset flush`, `nft flush set`). */
+  flush(b: KernelFirewall): Promise<void>;
   /** Text that changes when the firewall layout changes (rules, chains, set headers). */
   snapshot(b: KernelFirewall): Promise<string>;
   /** Two backends made with the same prefix see the same sets (false for dry-run: state is per object). */
@@ -226,6 +228,62 @@ export async function conformance(t: TestContext, h: Harness): Promise<void> {
     assert.equal(r.stats().pending, 1);
     assert.equal(await r.drain(5000), 0);
     assert.deepEqual([...(await b.list()).keys()].sort(), ['192.0.2.1', '192.0.2.9', '2001:db8::7']);
+    r.close();
+    await b.stop({ purge: true });
+  });
+
+  await t.test('sets emptied while running (flush) are noticed by the periodic check and refilled', async () => {
+    const b = h.make();
+    const now = Date.now();
+    const ledger = new Map<string, number>();
+    for (let i = 1; i <= 300; i++) ledger.set(`192.0.${2 + (i >> 8)}.${i & 255}`, now + 600_000 + i * 1000);
+    ledger.set('2001:db8::7', now + 900_000);
+    ledger.set('198.51.100.0/24', now + 1_200_000);
+    const events: FirewallEvent[] = [];
+    const r = new ResilientFirewall(b, { activeBans: () => ledger, onEvent: (e) => events.push(e), checkIntervalMs: 50, fullCheckEvery: 4, baseDelayMs: 10 });
+    await r.start();
+    // a live ban after start (handed on and in the ledger) counts as well
+    ledger.set('203.0.113.5', now + 300_000);
+    await r.apply([ban(ip('203.0.113.5'), now + 300_000)]);
+    // one handed on that the ledger no longer lists (an unban on its way) is not put back,
+    // nor one in the ledger that was never handed on (a ban on its way)
+    await r.apply([ban(ip('203.0.113.6'), now + 300_000)]);
+    ledger.set('203.0.113.77', now + 300_000);
+    const expected = [...ledger.keys()].filter((k) => k !== '203.0.113.77').sort();
+    assert.deepEqual([...(await b.list()).keys()].filter((k) => k !== '203.0.113.6').sort(), expected);
+    // nothing missing: the check repairs nothing
+    await r.check();
+    assert.equal(r.stats().repairs, 0);
+    assert.ok(!events.some((e) => e.type === 'repaired'));
+
+    await h.flush(b);
+    assert.equal((await b.list()).size, 0);
+    const st = await b.status();
+    assert.ok(st.present && st.hooked, 'a flush keeps sets and hooks: only the content check can see it');
+    // the periodic check (started by start(), not called here) finds and repairs it
+    const repaired = async (what: string, done: () => Promise<boolean>): Promise<void> => {
+      const deadline = Date.now() + 60_000; // a bound for a loaded machine, not a wait
+      while (!(await done())) {
+        assert.ok(Date.now() < deadline, `${what}: not repaired in time`);
+        await new Promise((res) => setTimeout(res, 20));
+      }
+    };
+    await repaired('flush', async () => (await b.list()).size >= expected.length);
+    const l = await b.list();
+    assert.deepEqual([...l.keys()].sort(), expected);
+    for (const k of expected) near(l.get(k), ledger.get(k)!); // the remaining time, not a fresh bantime
+    // a check may have run between the flushes of two sets: sum what was reported
+    const reps = events.flatMap((e) => (e.type === 'repaired' ? [e] : []));
+    assert.equal(reps.reduce((a, e) => a + e.missing, 0), expected.length);
+    assert.equal(reps.reduce((a, e) => a + e.v6, 0), 1);
+    assert.equal(r.stats().repairs, expected.length);
+    await r.check();
+    assert.equal(r.stats().repairs, expected.length, 'a second check finds nothing missing');
+    // one entry deleted and a foreign one added: the counts still match, the full listing
+    // (every fullCheckEvery-th check) finds it
+    await b.apply([unban(ip('192.0.2.10')), ban(ip('198.51.200.1'), now + 600_000)]);
+    await repaired('one deleted', async () => (await b.list()).has('192.0.2.10'));
+    assert.equal(r.stats().repairs, expected.length + 1);
     r.close();
     await b.stop({ purge: true });
   });
