@@ -32,7 +32,6 @@ export class Metrics {
   /** Ledger compactions that could not be written (the old ledger was kept). */
   readonly ledgerCompactionFailures: Counter;
   /** Firewall sets or hooks found changed or missing and put back. */
-  readonly firewallRepairs: Counter;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const r = [this.registry];
@@ -52,7 +51,6 @@ export class Metrics {
     this.reloads = new Counter({ name: 'mailjail_reloads_total', help: 'Config reloads, by result', labelNames: ['result'], registers: r });
     this.ledgerWriteFailures = new Counter({ name: 'mailjail_ledger_write_failures_total', help: 'Ledger appends that could not be written (full disk, I/O error); their bans were not applied and are decided again', registers: r });
     this.ledgerCompactionFailures = new Counter({ name: 'mailjail_ledger_compaction_failures_total', help: 'Ledger compactions that could not be written; the old ledger was kept', registers: r });
-    this.firewallRepairs = new Counter({ name: 'mailjail_firewall_repairs_total', help: 'Firewall sets, hooks or set contents found missing or changed and repaired', registers: r });
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'mailjail_' });
   }
 
