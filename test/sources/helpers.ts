@@ -134,3 +134,12 @@ export async function ensureJournald(): Promise<JournaldHandle> {
   if (daemon.exitCode === null) daemon.kill('SIGTERM');
   return { ...none, reason: 'systemd-journald did not start' };
 }
+
+/** Resolves once `cond()` holds; rejects with `what` after `ms`. Polls, never sleeps a fixed time. */
+export async function waitFor(cond: () => boolean, ms = 10_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(10);
+  }
+}
