@@ -5,8 +5,12 @@
 // Guarantees:
 //  - peers outside `allow` are dropped before a byte is framed, and counted per peer;
 //  - a frame over `maxMessageBytes` is counted and skipped, the connection lives on;
-//  - memory per connection is bounded by the framer (≤ maxMessageBytes held) and by
-//    `maxConnections`; idle connections are closed after `idleTimeoutMs`;
+//  - memory per connection is bounded by the framer (≤ maxMessageBytes held) and in all by
+//    `maxHeldBytes` (a connection that would overdraw it is closed) and `maxConnections`;
+//  - `allow` and `maxConnectionsPerPeer` apply at TCP accept, also for TLS (before the handshake,
+//    so stalled handshakes from one sender cannot take every slot); handshakes time out after
+//    `handshakeTimeoutMs`, idle connections after `idleTimeoutMs`, and a sender that holds a frame
+//    open (trickling) for `frameTimeoutMs` is closed;
 //  - backpressure: when the consumer lags, every TCP/TLS socket is paused (senders buffer);
 //    UDP datagrams that find the queue full are dropped and counted, never silently.
 import { createSocket, type Socket as UdpSocket, type RemoteInfo } from 'node:dgram';
@@ -15,7 +19,7 @@ import { createServer as createTcpServer, type Server as NetServer, type Socket 
 import { createServer as createTlsServer, type TLSSocket, type Server as TlsServer } from 'node:tls';
 import { isIpv6 } from '../parse/ip.js';
 import { MailjailError, type Cidr, type Ip, type Origin, type OriginKind, type RawRecord, type Source } from '../types.js';
-import { Framer, trimFrame } from './framer.js';
+import { Framer, HeldBudget, trimFrame } from './framer.js';
 import { allowedPeer, compileAllowlist, PeerTable, type PeerCounters } from './peers.js';
 import { BatchQueue } from './queue.js';
 
@@ -43,6 +47,19 @@ export interface SyslogListenerConfig {
   readonly maxMessageBytes?: number;
   /** TCP/TLS: close a connection silent for this long. Default 300000 (5 min). */
   readonly idleTimeoutMs?: number;
+  /**
+   * TCP/TLS: close a connection whose current frame is not complete this long after it began
+   * (a sender trickling bytes never goes idle). Time paused for backpressure does not count.
+   * Default 30000.
+   */
+  readonly frameTimeoutMs?: number;
+  /** TLS: close a connection whose handshake has not completed after this long. Default 10000. */
+  readonly handshakeTimeoutMs?: number;
+  /**
+   * TCP/TLS: bytes of partial frames held across all connections of this listener. A connection
+   * whose framer would need more is closed and counted in `overBudget`. Default 32 MiB.
+   */
+  readonly maxHeldBytes?: number;
   /** TCP/TLS: simultaneous connections. Default 1024. */
   readonly maxConnections?: number;
   /**
@@ -75,7 +92,17 @@ export interface SyslogStats {
   readonly activeConnections: number;
   /** Connections refused because their sender already had maxConnectionsPerPeer open. */
   readonly peerLimited: number;
+  /** Connections refused because maxConnections were open (handshaking ones included). */
+  readonly refused: number;
   readonly idleTimeouts: number;
+  /** Connections closed because a frame stayed incomplete for frameTimeoutMs. */
+  readonly frameTimeouts: number;
+  /** Connections closed because their partial frame would have overdrawn maxHeldBytes. */
+  readonly overBudget: number;
+  /** Bytes of partial frames held now, across all connections. */
+  readonly heldBytes: number;
+  /** TLS handshakes that did not complete within handshakeTimeoutMs. */
+  readonly handshakeTimeouts: number;
   readonly tlsErrors: number;
   /** Times TCP reading was paused for backpressure, and whether it is paused now. */
   readonly pauses: number;
@@ -98,18 +125,23 @@ export class SyslogSource implements Source {
   private readonly maxMessage: number;
   private readonly peers: PeerTable;
   private queue: BatchQueue | undefined;
-  private server: NetServer | TlsServer | undefined;
+  /** The listening TCP server, for TLS too: TLS connections are admitted here, then handshaken. */
+  private server: NetServer | undefined;
+  private readonly held: HeldBudget;
   private udp: UdpSocket | undefined;
   private readonly sockets = new Set<Socket>();
   /** Open TCP/TLS connections per sender address (for maxConnectionsPerPeer). */
   private readonly openPerPeer = new Map<string, number>();
-  /** TLS: raw sockets still in their handshake (destroyed on close, so close never waits on them). */
-  private readonly handshaking = new Set<Socket>();
+  /** TLS: the raw TCP sockets under TLS (destroyed on close, so close never waits on a handshake). */
+  private readonly rawSockets = new Set<Socket>();
   private isPaused = false;
   private readonly c = {
     received: 0, bytes: 0, denied: 0, oversize: 0, badFrames: 0, dropped: 0,
-    connections: 0, peerLimited: 0, idleTimeouts: 0, tlsErrors: 0, pauses: 0,
+    connections: 0, peerLimited: 0, refused: 0, idleTimeouts: 0, frameTimeouts: 0, overBudget: 0,
+    handshakeTimeouts: 0, tlsErrors: 0, pauses: 0,
   };
+  /** When reading last resumed after backpressure: paused time does not count toward frameTimeoutMs. */
+  private resumedAt = 0;
 
   constructor(cfg: SyslogListenerConfig) {
     if (!['udp', 'tcp', 'tls'].includes(cfg.protocol)) {
@@ -129,6 +161,7 @@ export class SyslogSource implements Source {
     this.allow = compileAllowlist(cfg.allow);
     this.maxMessage = cfg.maxMessageBytes ?? 65536;
     this.peers = new PeerTable(cfg.maxPeers ?? 4096);
+    this.held = new HeldBudget(cfg.maxHeldBytes ?? 32 * 1024 * 1024);
   }
 
   /** Binds the listener (records() does it too); answers the bound address, useful with port 0. */
@@ -180,9 +213,9 @@ export class SyslogSource implements Source {
     this.server = undefined;
     this.udp = undefined;
     for (const s of this.sockets) s.destroy();
-    for (const s of this.handshaking) s.destroy();
+    for (const s of this.rawSockets) s.destroy();
     this.sockets.clear();
-    this.handshaking.clear();
+    this.rawSockets.clear();
     if (srv) await new Promise<void>((r) => srv.close(() => r()));
     if (udp) await new Promise<void>((r) => udp.close(() => r()));
   }
@@ -193,6 +226,7 @@ export class SyslogSource implements Source {
       protocol: this.cfg.protocol,
       ...this.c,
       activeConnections: this.sockets.size,
+      heldBytes: this.held.held,
       paused: this.isPaused,
       queued: this.queue?.length ?? 0,
       peers: this.peers.snapshot(),
@@ -209,6 +243,7 @@ export class SyslogSource implements Source {
   private resume(): void {
     if (!this.isPaused) return;
     this.isPaused = false;
+    this.resumedAt = Date.now();
     for (const s of this.sockets) s.resume();
   }
 
@@ -263,40 +298,47 @@ export class SyslogSource implements Source {
   }
 
   private listenStream(host: string): Promise<void> {
-    let srv: NetServer | TlsServer;
+    let tls: TlsServer | undefined;
     if (this.cfg.protocol === 'tls') {
       const t = this.cfg.tls!;
-      const ts = createTlsServer({
+      // Never listens itself: the TCP server below admits a connection, then hands it over.
+      tls = createTlsServer({
         cert: readFileSync(t.certFile),
         key: readFileSync(t.keyFile),
         ...(t.caFile ? { ca: readFileSync(t.caFile) } : {}),
         requestCert: t.requireClientCert ?? false,
         rejectUnauthorized: t.requireClientCert ?? false,
         minVersion: 'TLSv1.2',
-        handshakeTimeout: 10000,
+        handshakeTimeout: this.cfg.handshakeTimeoutMs ?? 10000,
       });
-      // 'connection' sees the raw TCP socket before the handshake: refuse strangers there.
-      ts.on('connection', (raw: Socket) => {
-        if (!this.admit(raw)) {
-          raw.destroy();
-          return;
-        }
-        this.handshaking.add(raw);
-        raw.once('close', () => this.handshaking.delete(raw));
-      });
-      ts.on('secureConnection', (s: TLSSocket) => this.onStream(s, ORIGIN_KIND.tls));
-      ts.on('tlsClientError', (_e, s) => {
-        this.c.tlsErrors++;
-        s.destroy();
-      });
-      srv = ts;
-    } else {
-      srv = createTcpServer({ noDelay: true }, (s) => {
-        if (this.admit(s)) this.onStream(s, ORIGIN_KIND.tcp);
+      tls.on('secureConnection', (s: TLSSocket) => {
+        const ip = allowedPeer(this.allow, s.remoteAddress);
+        if (ip) this.onStream(s, ORIGIN_KIND.tls, ip);
         else s.destroy();
       });
+      tls.on('tlsClientError', (e: Error & { code?: string }, s) => {
+        if (e.code === 'ERR_TLS_HANDSHAKE_TIMEOUT') this.c.handshakeTimeouts++;
+        else this.c.tlsErrors++;
+        s.destroy();
+      });
     }
+    const srv = createTcpServer({ noDelay: true }, (raw) => {
+      const ip = this.admit(raw);
+      if (!ip) {
+        raw.destroy();
+        return;
+      }
+      if (!tls) {
+        this.onStream(raw, ORIGIN_KIND.tcp, ip);
+        return;
+      }
+      this.rawSockets.add(raw);
+      raw.once('close', () => this.rawSockets.delete(raw));
+      tls.emit('connection', raw);
+    });
     srv.maxConnections = this.cfg.maxConnections ?? 1024;
+    // Node closes a connection over maxConnections at once and tells only through 'drop'.
+    srv.on('drop', () => this.c.refused++);
     this.server = srv;
     return new Promise((resolve, reject) => {
       srv.once('error', reject);
@@ -308,41 +350,53 @@ export class SyslogSource implements Source {
     });
   }
 
-  private admit(s: Socket): boolean {
-    const ip = allowedPeer(this.allow, s.remoteAddress);
-    if (ip) return true;
-    this.c.denied++;
-    this.peers.get(s.remoteAddress ?? '?').denied++;
-    return false;
-  }
-
-  private onStream(s: Socket, kind: OriginKind): void {
+  /**
+   * At TCP accept, before any byte is read or a TLS handshake begins: the allowlist, then the
+   * per-sender cap. The sender's slot is held until the raw socket closes (TLS included).
+   */
+  private admit(s: Socket): Ip | undefined {
     const ip = allowedPeer(this.allow, s.remoteAddress);
     if (!ip) {
-      s.destroy();
-      return;
+      this.c.denied++;
+      this.peers.get(s.remoteAddress ?? '?').denied++;
+      return undefined;
     }
     const open = this.openPerPeer.get(ip) ?? 0;
     if (open >= (this.cfg.maxConnectionsPerPeer ?? 64)) {
       this.c.peerLimited++;
-      s.destroy();
-      return;
+      return undefined;
     }
     this.openPerPeer.set(ip, open + 1);
+    s.once('close', () => {
+      const n = (this.openPerPeer.get(ip) ?? 1) - 1;
+      if (n > 0) this.openPerPeer.set(ip, n);
+      else this.openPerPeer.delete(ip);
+    });
+    return ip;
+  }
+
+  private onStream(s: Socket, kind: OriginKind, ip: Ip): void {
     const pc = this.peers.get(ip);
     pc.connections++;
     this.c.connections++;
     const origin: Origin = { kind, name: this.name, peer: peerName(ip, s.remotePort) };
     let received = 0;
+    /** A frame ended during this push: the next one began no earlier than this chunk. */
+    let boundary = false;
     const framer = new Framer(this.maxMessage, {
       frame: (msg) => {
+        boundary = true;
         this.c.received++;
         pc.received++;
         const q = this.queue;
         if (q && !q.push({ kind: 'line', text: msg.toString('utf8'), origin, received })) this.pause();
       },
       fault: (f) => {
-        if (f === 'oversize') {
+        boundary = true;
+        if (f === 'over-budget') {
+          this.c.overBudget++;
+          s.destroy();
+        } else if (f === 'oversize') {
           this.c.oversize++;
           pc.oversize++;
         } else {
@@ -350,26 +404,46 @@ export class SyslogSource implements Source {
           pc.badFrames++;
         }
       },
-    });
+    }, this.held);
     this.sockets.add(s);
     if (this.isPaused) s.pause();
     s.setTimeout(this.cfg.idleTimeoutMs ?? 300000, () => {
       this.c.idleTimeouts++;
       s.destroy();
     });
+    // Trickle guard: idleTimeoutMs never fires for a sender that sends a byte now and then.
+    const frameTimeout = this.cfg.frameTimeoutMs ?? 30000;
+    let frameStart = 0;
+    let frameTimer: NodeJS.Timeout | undefined;
+    const checkFrame = (): void => {
+      frameTimer = undefined;
+      if (s.destroyed || !framer.midFrame) return;
+      const now = Date.now();
+      const waited = this.isPaused ? 0 : now - Math.max(frameStart, this.resumedAt);
+      if (waited >= frameTimeout) {
+        this.c.frameTimeouts++;
+        s.destroy();
+        return;
+      }
+      frameTimer = setTimeout(checkFrame, frameTimeout - waited);
+    };
     s.on('data', (chunk: Buffer) => {
       received = Date.now();
       this.c.bytes += chunk.length;
       pc.bytes += chunk.length;
+      const wasMid = framer.midFrame;
+      boundary = false;
       framer.push(chunk);
+      if (!framer.midFrame) return;
+      if (!wasMid || boundary) frameStart = received;
+      frameTimer ??= setTimeout(checkFrame, frameTimeout);
     });
     // A reset or garbage from one peer ends that connection only.
     s.on('error', () => s.destroy());
     s.on('close', () => {
       this.sockets.delete(s);
-      const n = (this.openPerPeer.get(ip) ?? 1) - 1;
-      if (n > 0) this.openPerPeer.set(ip, n);
-      else this.openPerPeer.delete(ip);
+      clearTimeout(frameTimer);
+      framer.dispose();
     });
   }
 }

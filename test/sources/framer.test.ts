@@ -1,13 +1,23 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
-import { Framer, type FrameFault } from '../../src/sources/framer.js';
+import { Framer, HeldBudget, type FrameFault } from '../../src/sources/framer.js';
 
 function run(chunks: readonly Buffer[], max = 65536): { frames: string[]; faults: FrameFault[] } {
   const frames: string[] = [];
   const faults: FrameFault[] = [];
-  const f = new Framer(max, { frame: (m) => frames.push(m.toString('utf8')), fault: (k) => faults.push(k) });
-  for (const c of chunks) f.push(c);
+  const budget = new HeldBudget(Infinity);
+  const f = new Framer(max, { frame: (m) => frames.push(m.toString('utf8')), fault: (k) => faults.push(k) }, budget);
+  for (const c of chunks) {
+    f.push(c);
+    // What is charged is exactly what is held, and never more than a frame needs.
+    assert.equal(budget.held, f.heldBytes);
+    assert.ok(f.heldBytes <= max + 10);
+  }
+  f.dispose();
+  assert.equal(budget.held, 0);
   return { frames, faults };
 }
 
@@ -97,4 +107,53 @@ test('property: arbitrary bytes in arbitrary chunks never throw and never yield 
       for (const m of frames) assert.ok(m.length <= max + 2);
     }),
   );
+});
+
+test('1-byte segments of unfinished frames: held bytes are accounted and heap growth stays bounded', () => {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const conns = 64;
+  const perConn = 8192;
+  const budget = new HeldBudget(64 * 1024 * 1024);
+  const framers = Array.from({ length: conns }, (_, i) => new Framer(65536, { frame: () => {}, fault: () => {} }, budget));
+  const used = (): number => {
+    gc();
+    const m = process.memoryUsage();
+    return m.heapUsed + m.arrayBuffers;
+  };
+  const one = Buffer.from('x');
+  const before = used();
+  framers.forEach((f, i) => f.push(Buffer.from(i % 2 === 0 ? '<13>' : `${perConn + 100} <13>`)));
+  for (let b = 0; b < perConn; b++) for (const f of framers) f.push(one);
+  const grown = used() - before;
+  const held = framers.reduce((n, f) => n + f.heldBytes, 0);
+  assert.equal(budget.held, held);
+  for (const f of framers) {
+    assert.ok(f.midFrame);
+    // Doubling from 256: at most twice what is really waiting (~perConn bytes).
+    assert.ok(f.heldBytes >= perConn && f.heldBytes <= 2 * (perConn + 16), `held ${f.heldBytes}`);
+  }
+  // 512 KiB were received and are waiting. Kept as a chunk per byte this was ~40 MiB of heap;
+  // now it is ~1 MiB of buffers. Generous bound: a loaded machine's GC may leave some behind.
+  assert.ok(grown < 8 * 1024 * 1024, `memory grew by ${(grown / 1048576).toFixed(1)} MiB for ${(conns * perConn) / 1024} KiB held`);
+  for (const f of framers) f.dispose();
+  assert.equal(budget.held, 0);
+});
+
+test('a framer that would overdraw the shared budget reports over-budget once and takes no more input', () => {
+  const budget = new HeldBudget(1024);
+  const frames: string[][] = [[], []];
+  const faults: FrameFault[][] = [[], []];
+  const [a, b] = [0, 1].map((i) => new Framer(65536, { frame: (m) => frames[i]!.push(m.toString()), fault: (k) => faults[i]!.push(k) }, budget));
+  a!.push(Buffer.from(`<13>${'a'.repeat(900)}`)); // held: 904 of 1024
+  assert.equal(budget.held, a!.heldBytes);
+  b!.push(Buffer.from('<13>b')); // needs 256 more: refused
+  assert.deepEqual(faults[1], ['over-budget']);
+  assert.equal(b!.heldBytes, 0);
+  b!.push(Buffer.from('\n<13>later\n'));
+  assert.deepEqual(frames[1], []);
+  assert.ok(budget.held <= 1024);
+  a!.push(Buffer.from('\n<13>next\n'));
+  assert.deepEqual(frames[0], [`<13>${'a'.repeat(900)}`, '<13>next']);
+  assert.equal(budget.held, 0);
 });

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { promisify } from 'node:util';
 import { SyslogSource, type SyslogListenerConfig } from '../../src/sources/syslog.js';
@@ -220,4 +220,143 @@ test('one sender cannot hold more than maxConnectionsPerPeer connections; its op
   for (const c of [a, b, other]) c.destroy();
   assert.deepEqual(texts(rs).sort(), ['a', 'b', 'c']);
   assert.equal(src.stats().peerLimited, 1);
+});
+
+/** A raw TCP connection from `localAddress`, once connected (errors are the server's doing: ignored). */
+async function rawConnect(port: number, localAddress = '127.0.0.1'): Promise<Socket> {
+  const c = connect({ port, host: '127.0.0.1', localAddress });
+  c.on('error', () => {});
+  await new Promise((r) => c.once('connect', r));
+  return c;
+}
+
+const closedWithin = (c: Socket, ms: number, what: string): Promise<void> => c.destroyed ? Promise.resolve() : new Promise((resolve, reject) => {
+  const t = setTimeout(() => reject(new Error(`${what}: not closed within ${ms} ms`)), ms);
+  c.once('close', () => {
+    clearTimeout(t);
+    resolve();
+  });
+});
+
+test('64 connections trickling 1-byte segments of unfinished frames: held bytes are accounted, bounded in total, and given back', async (t) => {
+  const conns = 64;
+  const bytes = 200;
+  // Room for 40 of them: 256 bytes is the smallest partial-frame buffer.
+  const { src, port } = await started({ protocol: 'tcp', maxHeldBytes: 40 * 256 });
+  t.after(() => src.close());
+  const cs = await Promise.all(Array.from({ length: conns }, () => rawConnect(port)));
+  t.after(() => cs.forEach((c) => c.destroy()));
+  for (const c of cs) c.setNoDelay(true);
+  for (let i = 0; i < bytes; i++) for (const c of cs) if (!c.destroyed) c.write(i === 0 ? '<' : 'x');
+  // Each connection's first byte takes a 256-byte buffer (its 200 bytes never need more): the
+  // first 40 fit, each of the other 24 is closed at its first byte and counted.
+  let maxHeld = 0;
+  await waitFor(() => {
+    maxHeld = Math.max(maxHeld, src.stats().heldBytes);
+    return src.stats().overBudget === conns - 40 && src.stats().heldBytes === 40 * 256;
+  }, { timeoutMs: 15000, what: `overBudget ${conns - 40} and ${40 * 256} bytes held` });
+  await waitFor(() => cs.filter((c) => c.destroyed).length === conns - 40, { timeoutMs: 5000, what: 'the clients to see their connections closed' });
+  assert.ok(maxHeld <= 40 * 256, `held ${maxHeld}`);
+  // A sender whose frames complete holds nothing and still gets through.
+  const good = await rawConnect(port, '127.0.0.2');
+  good.write('<13>complete\n');
+  const rs = await collect(src, (a) => a.length >= 1, 5000);
+  assert.deepEqual(texts(rs), ['<13>complete']);
+  for (const c of [...cs, good]) c.destroy();
+  await waitFor(() => src.stats().heldBytes === 0, { timeoutMs: 5000, what: 'held bytes given back as connections close' });
+  await src.close();
+});
+
+test('TLS: stalled handshakes from one allowed peer cannot lock out another that completes one', async (t) => {
+  const pki = makePki();
+  const { src, port } = await started({
+    protocol: 'tls', maxConnections: 8, maxConnectionsPerPeer: 4, handshakeTimeoutMs: 60000,
+    tls: { certFile: pki.serverCert, keyFile: pki.serverKey, caFile: pki.ca, requireClientCert: true },
+  });
+  // 40 connections that never say hello: only 4 get a slot, before any handshake.
+  t.after(() => src.close());
+  const stalled = await Promise.all(Array.from({ length: 40 }, () => rawConnect(port, '127.0.0.3')));
+  t.after(() => stalled.forEach((c) => c.destroy()));
+  await waitFor(() => src.stats().peerLimited === 36, { timeoutMs: 10000, what: 'peerLimited 36' });
+  const got = collect(src, (a) => a.length >= 1, 10000);
+  const s = tlsConnect({
+    socket: await rawConnect(port, '127.0.0.2'), servername: 'localhost', ca: readFileSync(pki.ca),
+    cert: readFileSync(pki.clientCert), key: readFileSync(pki.clientKey),
+  }, () => s.end('<13>certified sender\n'));
+  s.on('error', () => {});
+  const rs = await got;
+  for (const c of stalled) c.destroy();
+  assert.deepEqual(texts(rs), ['<13>certified sender']);
+  assert.equal(src.stats().refused, 0);
+});
+
+test('maxConnections: connections over the cap are refused and counted, over TCP and TLS (handshaking ones count)', async (t) => {
+  const pki = makePki();
+  for (const protocol of ['tcp', 'tls'] as const) {
+    const { src, port } = await started({
+      protocol, maxConnections: 2, handshakeTimeoutMs: 60000,
+      tls: { certFile: pki.serverCert, keyFile: pki.serverKey },
+    });
+    t.after(() => src.close());
+    const held = [await rawConnect(port), await rawConnect(port, '127.0.0.2')];
+    t.after(() => held.forEach((c) => c.destroy()));
+    const third = await rawConnect(port, '127.0.0.3');
+    await closedWithin(third, 5000, `${protocol}: third connection`);
+    await waitFor(() => src.stats().refused === 1, { timeoutMs: 5000, what: `${protocol}: refused 1` });
+    for (const c of held) c.destroy();
+    await src.close();
+  }
+});
+
+test('TLS: a handshake that does not complete is closed after handshakeTimeoutMs and counted', async (t) => {
+  const pki = makePki();
+  const { src, port } = await started({ protocol: 'tls', handshakeTimeoutMs: 300, tls: { certFile: pki.serverCert, keyFile: pki.serverKey } });
+  t.after(() => src.close());
+  const c = await rawConnect(port);
+  t.after(() => c.destroy());
+  await closedWithin(c, 5000, 'stalled handshake');
+  await waitFor(() => src.stats().handshakeTimeouts === 1, { timeoutMs: 5000, what: 'handshakeTimeouts 1' });
+  await src.close();
+});
+
+test('a sender that trickles without completing a frame is closed after frameTimeoutMs; a steady sender is not', async (t) => {
+  const pki = makePki();
+  for (const protocol of ['tcp', 'tls'] as const) {
+    const { src, port } = await started({
+      protocol, frameTimeoutMs: 300, idleTimeoutMs: 60000,
+      tls: { certFile: pki.serverCert, keyFile: pki.serverKey },
+    });
+    const open = async (localAddress: string): Promise<Socket> => {
+      const raw = await rawConnect(port, localAddress);
+      if (protocol === 'tcp') return raw;
+      return new Promise((resolve) => {
+        const t = tlsConnect({ socket: raw, servername: 'localhost', ca: readFileSync(pki.ca) }, () => resolve(t));
+        t.on('error', () => {});
+      });
+    };
+    t.after(() => src.close());
+    const trickler = await open('127.0.0.3');
+    const steady = await open('127.0.0.2');
+    t.after(() => [trickler, steady].forEach((c) => c.destroy()));
+    trickler.write('<13>this frame never');
+    let n = 0;
+    const tick = setInterval(() => {
+      if (!trickler.destroyed) trickler.write('.'); // never idle, never a whole frame
+      if (!steady.destroyed) steady.write(`<13>steady ${n++}\n`);
+    }, 30);
+    const rs = collect(src, () => false, 60000);
+    try {
+      await closedWithin(trickler, 10000, `${protocol}: trickler`);
+      await waitFor(() => src.stats().received >= 3, { timeoutMs: 5000, what: 'steady frames' });
+    } finally {
+      clearInterval(tick);
+    }
+    const st = src.stats();
+    assert.equal(st.frameTimeouts, 1, protocol);
+    assert.equal(st.idleTimeouts, 0, protocol);
+    assert.equal(steady.destroyed, false, `${protocol}: the steady sender is still connected`);
+    steady.destroy();
+    await src.close();
+    await rs;
+  }
 });
