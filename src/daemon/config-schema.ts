@@ -58,6 +58,9 @@ const syslogCommon: Record<string, Field> = {
   maxConnections: { kind: 'int', min: 1, max: 1_000_000 },
   maxConnectionsPerPeer: { kind: 'int', min: 1, max: 1_000_000 },
   idleTimeout: { kind: 'duration', min: 1000 },
+  frameTimeout: { kind: 'duration', min: 100 },
+  handshakeTimeout: { kind: 'duration', min: 100 },
+  maxHeldBytes: { kind: 'int', min: 65536, max: 4 * 1024 * 1024 * 1024 },
 };
 
 const ports: Field = {

@@ -46,6 +46,12 @@ export interface SyslogSourceConfig {
   readonly maxConnections?: number;
   readonly maxConnectionsPerPeer?: number;
   readonly idleTimeout?: number;
+  /** A sender that holds a frame open this long without finishing it is closed (ms). */
+  readonly frameTimeout?: number;
+  /** A TLS handshake not done after this long is closed (ms). */
+  readonly handshakeTimeout?: number;
+  /** Bytes of unfinished frames all connections of this listener may hold together. */
+  readonly maxHeldBytes?: number;
   readonly tls?: { readonly cert: string; readonly key: string; readonly ca?: string; readonly requireClientCert: boolean };
 }
 
@@ -453,6 +459,9 @@ function resolveMerged(m: Plain, locs: Map<string, Loc>, files: readonly string[
         ...(typeof s['maxConnections'] === 'number' ? { maxConnections: s['maxConnections'] } : {}),
         ...(typeof s['maxConnectionsPerPeer'] === 'number' ? { maxConnectionsPerPeer: s['maxConnectionsPerPeer'] } : {}),
         ...(typeof s['idleTimeout'] === 'number' ? { idleTimeout: s['idleTimeout'] } : {}),
+        ...(typeof s['frameTimeout'] === 'number' ? { frameTimeout: s['frameTimeout'] } : {}),
+        ...(typeof s['handshakeTimeout'] === 'number' ? { handshakeTimeout: s['handshakeTimeout'] } : {}),
+        ...(typeof s['maxHeldBytes'] === 'number' ? { maxHeldBytes: s['maxHeldBytes'] } : {}),
         ...(tls ? { tls } : {}),
       });
     }

@@ -30,6 +30,9 @@ export function makeSource(cfg: SourceConfig, ctx: SourceContext): Source {
     ...(cfg.maxConnections !== undefined ? { maxConnections: cfg.maxConnections } : {}),
     ...(cfg.maxConnectionsPerPeer !== undefined ? { maxConnectionsPerPeer: cfg.maxConnectionsPerPeer } : {}),
     ...(cfg.idleTimeout !== undefined ? { idleTimeoutMs: cfg.idleTimeout } : {}),
+    ...(cfg.frameTimeout !== undefined ? { frameTimeoutMs: cfg.frameTimeout } : {}),
+    ...(cfg.handshakeTimeout !== undefined ? { handshakeTimeoutMs: cfg.handshakeTimeout } : {}),
+    ...(cfg.maxHeldBytes !== undefined ? { maxHeldBytes: cfg.maxHeldBytes } : {}),
     ...(cfg.tls ? {
       tls: {
         certFile: cfg.tls.cert,

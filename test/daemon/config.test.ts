@@ -117,3 +117,22 @@ test('relative paths are relative to the file that names them', () => {
   const c = loadConfig({ path: `${FIX}dropin-ok/mailjail.yaml` });
   assert.equal(c.rules.dir, `${FIX}rules-good`.replace('/config/rules-good', '/rules-good'));
 });
+
+test('a syslog listener takes its hostile-peer limits from the config and hands them to the source', async () => {
+  const { makeSource } = await import('../../src/daemon/factories.js');
+  const c = configFromTexts([{ file: 'limits.yaml', text: [
+    'sources:',
+    '  journal: { enabled: false }',
+    '  feed: { type: syslog-tcp, listen: "127.0.0.1:5514", allow: [127.0.0.1/32],',
+    '          frameTimeout: 2s, handshakeTimeout: 500ms, maxHeldBytes: 1048576 }',
+    'policies:',
+    '  auth: { classes: [auth], maxretry: 5, findtime: 10m, bantime: 1h }',
+  ].join('\n') }]);
+  const cfg = c.sources.find((s) => s.name === 'feed')!;
+  assert.ok(cfg.type === 'syslog-tcp');
+  assert.deepEqual([cfg.frameTimeout, cfg.handshakeTimeout, cfg.maxHeldBytes], [2000, 500, 1_048_576]);
+  const src = makeSource(cfg, { stateDir: '/nonexistent', log: undefined as never, metrics: undefined as never, programs: [], lookbackMs: 0 });
+  const o = (src as unknown as { cfg: Record<string, unknown> }).cfg; // the listener keeps its config as given
+  assert.deepEqual([o['frameTimeoutMs'], o['handshakeTimeoutMs'], o['maxHeldBytes']], [2000, 500, 1_048_576]);
+  assert.throws(() => configFromTexts([{ file: 'bad.yaml', text: 'sources:\n  feed: { type: syslog-tcp, listen: ":514", allow: [127.0.0.1/32], maxHeldBytes: 10 }\npolicies:\n  auth: { classes: [auth] }\n' }]), /bad\.yaml:2:.*maxHeldBytes/);
+});
