@@ -9,9 +9,10 @@ import type { LogEvent } from '../types.js';
 export interface DuplicateOptions {
   /**
    * Lines of one host, program and pid with the same text this close in event time (ms, inclusive)
-   * are one line. Default 1000: the two copies may straddle a second boundary of a 1 s syslog
-   * timestamp, and a wider window would swallow Dovecot-delayed retries (auth_failure_delay, 2 s)
-   * that Postfix logs with the same text. 0 turns the check off.
+   * are one line. Default 500: copies carry the same timestamp (Exim writes both within
+   * microseconds; a relay keeps the original time), so with 1 s syslog timestamps this means "the
+   * same second", with journald's microseconds "within half a second"; a process repeating a text a
+   * second later is a new line. 0 turns the check off.
    */
   readonly duplicateWindowMs?: number;
   /** Recent line fingerprints remembered (LRU). Default 10 000. */
@@ -26,7 +27,7 @@ export class DuplicateFilter {
   duplicates = 0;
 
   constructor(o: DuplicateOptions = {}) {
-    this.window = o.duplicateWindowMs ?? 1000;
+    this.window = o.duplicateWindowMs ?? 500;
     this.seen = new LRUCache<string, number>({ max: o.maxDuplicates ?? 10_000 });
   }
 
