@@ -59,7 +59,8 @@ export interface LogEvent {
   readonly origin: Origin;
 }
 
-export type RuleClass = 'auth' | 'probe' | 'reject';
+/** `reject-temp`: a temporary (4xx) refusal the client caused; no default policy counts it (docs/rules-mta.md). */
+export type RuleClass = 'auth' | 'probe' | 'reject' | 'reject-temp';
 export type Service = 'smtp' | 'imap' | 'pop3' | 'sieve' | 'webmail' | 'groupware' | 'mail';
 
 /**

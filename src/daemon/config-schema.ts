@@ -24,7 +24,7 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 const FW_NAME = /^[A-Za-z][A-Za-z0-9_-]{0,23}$/;
 const HOSTNAME = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 
-export const RULE_CLASSES = ['auth', 'probe', 'reject'] as const;
+export const RULE_CLASSES = ['auth', 'probe', 'reject', 'reject-temp'] as const;
 export const SERVICES = ['smtp', 'imap', 'pop3', 'sieve', 'webmail', 'groupware', 'mail'] as const;
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export const BACKENDS = ['ipset', 'nftables', 'dry-run'] as const;

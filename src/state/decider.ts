@@ -69,6 +69,8 @@ export interface DeciderStats {
   /** Bytes held by the counting tables' typed arrays (fixed by the number of slots ever used). */
   tableBytes: number;
   sessionsEvicted: number;
+  /** Exact copies of a line already seen, not counted (docs/counting.md). */
+  duplicates: number;
   /** Outages detected (weak lines from many addresses at once). */
   outages: number;
   outage: boolean;
@@ -228,6 +230,7 @@ export class Decider {
       return [];
     }
     if (this.batch && this.batch.forgets.size > 0) this.settleForgets(m.ip);
+    if (this.dedupe.duplicate(m)) return []; // one line logged twice (syslog_duplication, two collectors)
     // A weak line is decided before it takes part in pairing: an ignored one must not leave a
     // pair credit that would swallow the definite line the other daemon logs for the same attempt.
     const weak = m.attempt.weak === true;
@@ -516,7 +519,7 @@ export class Decider {
     }
     const d = this.dedupe.stats;
     return {
-      ...this.s, absorbed: d.absorbed, sessionsEvicted: d.sessionsEvicted, outages: d.outages,
+      ...this.s, absorbed: d.absorbed, sessionsEvicted: d.sessionsEvicted, outages: d.outages, duplicates: d.duplicates,
       outage: this.dedupe.outage, tracked, evictions, tableBytes, activeBans,
     };
   }

@@ -3,11 +3,13 @@
 // attempts does this line add", never "is this address banned".
 import { LRUCache } from 'lru-cache';
 import type { Ip, Match } from '../types.js';
+import { DuplicateFilter } from './duplicates.js';
+import type { DuplicateOptions } from './duplicates.js';
 
 /** The side Dovecot's auth process takes in a pair; a later login summary may absorb its credits. */
 export const AUTH_PROCESS_SIDE = 'auth-process';
 
-export interface DedupeOptions {
+export interface DedupeOptions extends DuplicateOptions {
   /** Lines of two sides of one pair group this close in time (ms) are one attempt. Default 30 s. */
   readonly pairWindowMs?: number;
   /** A login summary absorbs unpaired auth-process lines of its address this old at most (ms). Default 5 min. */
@@ -33,6 +35,8 @@ export interface DedupeStats {
   absorbed: number;
   sessionsEvicted: number;
   outages: number;
+  /** Exact copies of a line already seen (Exim's syslog_duplication, two collectors): not counted. */
+  duplicates: number;
 }
 
 export class Deduper {
@@ -50,20 +54,34 @@ export class Deduper {
    */
   private readonly weakRecent: { ip: Ip; time: number }[] = [];
   private outageNow = false;
-  readonly stats: DedupeStats = { absorbed: 0, sessionsEvicted: 0, outages: 0 };
+  private readonly copies: DuplicateFilter;
+  private readonly counts = { absorbed: 0, sessionsEvicted: 0, outages: 0 };
 
   constructor(o: DedupeOptions = {}) {
     this.pairWindow = o.pairWindowMs ?? 30_000;
     this.summaryWindow = o.summaryWindowMs ?? 300_000;
     this.outageAddresses = o.outageAddresses ?? 3;
     this.outageWindow = o.outageWindowMs ?? 60_000;
+    this.copies = new DuplicateFilter(o);
     this.unpaired = new LRUCache<Ip, Unpaired[]>({ max: o.maxUnpaired ?? 20_000 });
     this.sessions = new LRUCache<string, number>({
       max: o.maxSessions ?? 20_000,
       dispose: (_v, _k, reason) => {
-        if (reason === 'evict') this.stats.sessionsEvicted++;
+        if (reason === 'evict') this.counts.sessionsEvicted++;
       },
     });
+  }
+
+  get stats(): DedupeStats {
+    return { ...this.counts, duplicates: this.copies.duplicates };
+  }
+
+  /**
+   * Whether this line is a second copy of one already seen (same host, program, pid and text within
+   * `duplicateWindowMs` of event time): it is the same attempt and adds nothing.
+   */
+  duplicate(m: Match): boolean {
+    return this.copies.isDuplicate(m.event);
   }
 
   /** New attempts this line adds (0 when it repeats an attempt already counted). */
@@ -90,7 +108,7 @@ export class Deduper {
       n = total - this.absorbAuthProcess(m.ip, now, total);
     }
     if (n > 0 && a.pair !== undefined && a.total === undefined) n = this.pair(m.ip, a.pair.group, a.pair.side, now);
-    if (n === 0) this.stats.absorbed++;
+    if (n === 0) this.counts.absorbed++;
     return n;
   }
 
@@ -109,7 +127,7 @@ export class Deduper {
       if (r.length > this.outageAddresses) r.length = this.outageAddresses;
     }
     const outage = r.length >= this.outageAddresses && now - r[r.length - 1]!.time <= this.outageWindow;
-    if (outage && !this.outageNow) this.stats.outages++;
+    if (outage && !this.outageNow) this.counts.outages++;
     this.outageNow = outage;
     return outage;
   }

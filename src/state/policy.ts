@@ -45,7 +45,7 @@ export const DEFAULT_POLICY: Policy = Object.freeze({
   ipv6Prefix: 64,
 });
 
-const CLASSES: readonly RuleClass[] = ['auth', 'probe', 'reject'];
+const CLASSES: readonly RuleClass[] = ['auth', 'probe', 'reject', 'reject-temp'];
 
 function bad(p: Policy, what: string): never {
   throw new MailjailError('MJ_STATE_POLICY', `policy "${p.name}": ${what}`);

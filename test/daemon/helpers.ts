@@ -13,6 +13,9 @@ export const RULES = fileURLToPath(new URL('../../../test/fixtures/rules-good/',
 export const sasl = (ip: string, n = 0): string =>
   `Nov  4 00:00:${String(n % 60).padStart(2, '0')} mx1 postfix/smtpd[1234]: warning: unknown[${ip}]: SASL LOGIN authentication failed: UGFzc3dvcmQ6`;
 
+/** Each journal entry comes from a process of its own: two entries are two lines, not copies of one. */
+let journalPid = 1234;
+
 /** A live source the test pushes lines into. `failFirst` makes its first run throw (supervisor test). */
 export class PushSource implements Source {
   private q: RawRecord[][] = [];
@@ -30,7 +33,7 @@ export class PushSource implements Source {
     this.q.push(entries.map((e, i) => ({
       kind: 'journal' as const,
       fields: {
-        MESSAGE: e.message, SYSLOG_IDENTIFIER: 'postfix/smtpd', _PID: '1234', _HOSTNAME: 'mx1',
+        MESSAGE: e.message, SYSLOG_IDENTIFIER: 'postfix/smtpd', _PID: String(journalPid++), _HOSTNAME: 'mx1',
         __REALTIME_TIMESTAMP: String(e.time * 1000), __CURSOR: `s=1;i=${i}`,
       },
       origin: { kind: 'journald' as const, name: this.name, cursor: `s=1;i=${i}` },

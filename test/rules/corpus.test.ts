@@ -38,7 +38,29 @@ const MODES: Record<string, Record<string, readonly RuleClass[]>> = {
  * when only one mode differs) → reason. The test asserts each still differs, so a case that
  * comes to pass must be taken off the list.
  */
+const TEMP_REJECT =
+  'a temporary (4xx) refusal (unknown hostname, sender domain not found or not resolving, a 4xx RBL or rate-limit ' +
+  'answer): lawful senders with broken DNS hit these all day, so we match it in class reject-temp, which no default ' +
+  'policy counts and fail2ban\'s modes have no counterpart for (issue 13, docs/rules-mta.md).';
 const EXPECTED_DEVIATIONS: Record<string, string> = {
+  'postfix:6': TEMP_REJECT,
+  'postfix:16': TEMP_REJECT,
+  'postfix:35': TEMP_REJECT,
+  'postfix:37': TEMP_REJECT,
+  'postfix:40': TEMP_REJECT,
+  'postfix:62': TEMP_REJECT,
+  'postfix:65': TEMP_REJECT,
+  'postfix:74': TEMP_REJECT,
+  'postfix:93': TEMP_REJECT,
+  'postfix:96': TEMP_REJECT,
+  'qmail:2': TEMP_REJECT,
+  'qmail:4': TEMP_REJECT,
+  'sendmail-reject:34': TEMP_REJECT,
+  'sendmail-reject:38': TEMP_REJECT,
+  'sendmail-reject:41': TEMP_REJECT,
+  'sendmail-reject:44': TEMP_REJECT,
+  'sendmail-reject:61': TEMP_REJECT,
+  'sendmail-reject:130': TEMP_REJECT,
   'sendmail-reject:98':
     'fail2ban pairs "<x>... No such user here" with the from= line of the same queue id (multi-line); our engine is ' +
     'line-by-line and matches any from= line with nrcpts=0 (no recipient accepted) as reject, so a from= line of ' +

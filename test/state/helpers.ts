@@ -20,7 +20,10 @@ export interface MatchOpts {
   readonly ruleId?: string;
 }
 
-/** A match of `addr` at `t` ms. */
+/** Numbers each built line, so that two matches are two distinct log lines (not copies of one). */
+let lineSeq = 0;
+
+/** A match of `addr` at `t` ms, from a log line of its own. */
 export function match(addr: string, t: number, o: MatchOpts = {}): Match {
   return {
     ip: ip(addr),
@@ -33,7 +36,7 @@ export function match(addr: string, t: number, o: MatchOpts = {}): Match {
       time: t,
       host: 'mx1',
       program: 'test',
-      message: 'test',
+      message: `test line ${++lineSeq}`,
       origin: { kind: 'file', name: o.source ?? 'test.log', ...(o.line !== undefined ? { line: o.line } : {}) },
     },
   };
