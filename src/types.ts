@@ -59,7 +59,12 @@ export interface LogEvent {
   readonly origin: Origin;
 }
 
-export type RuleClass = 'auth' | 'probe' | 'reject';
+/**
+ * `server-error`: our own auth back end failed for this client's attempt (passdb unreadable, LDAP/SQL
+ * down, saslauthd unreachable). Never counted against the client; state takes it as evidence of an
+ * outage of its host (docs/counting.md, src/state/outage.ts).
+ */
+export type RuleClass = 'auth' | 'probe' | 'reject' | 'server-error';
 export type Service = 'smtp' | 'imap' | 'pop3' | 'sieve' | 'webmail' | 'groupware' | 'mail';
 
 /**

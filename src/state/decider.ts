@@ -7,6 +7,8 @@ import type { BanDecision, Cidr, Ip, Match } from '../types.js';
 import type { Allowlist } from './allowlist.js';
 import { Deduper } from './dedupe.js';
 import type { DedupeOptions } from './dedupe.js';
+import { OutageDetector } from './outage.js';
+import type { Outage, OutageOptions } from './outage.js';
 import { banSeconds, historyWindow, policyCounts, validatePolicy, DEFAULT_ESCALATION_WINDOW } from './policy.js';
 import type { Policy } from './policy.js';
 import type { BanRecord, LedgerEntry, LedgerSink, LedgerState, Position, Through } from './records.js';
@@ -15,7 +17,7 @@ import { SlotTable, userHash } from './window.js';
 /** Name of the policy operator bans fall under when they name none. */
 export const MANUAL_POLICY = 'manual';
 
-export interface DeciderOptions extends DedupeOptions {
+export interface DeciderOptions extends DedupeOptions, OutageOptions {
   readonly policies: readonly Policy[];
   readonly allowlist?: Allowlist;
   /** Tracked keys per policy (LRU bound). Default 1 000 000. */
@@ -67,9 +69,16 @@ export interface DeciderStats {
   /** Bytes held by the counting tables' typed arrays (fixed by the number of slots ever used). */
   tableBytes: number;
   sessionsEvicted: number;
-  /** Outages detected (weak lines from many addresses at once). */
+  /** Outages detected: weak lines from many addresses at once, or a host's server-error lines. */
   outages: number;
+  /** An outage is in progress (weak, or of any host). */
   outage: boolean;
+  /** Server-error lines seen (our back end failed for a client). */
+  serverErrors: number;
+  /** Failure lines not counted because their host's back end was failing, or paired with a server error. */
+  outageExcused: number;
+  /** Hosts whose back end is failing now. */
+  outageHosts: number;
   activeBans: number;
   /** Events dropped because nobody drained them. */
   eventsDropped: number;
@@ -78,7 +87,14 @@ export interface DeciderStats {
 /** Things worth one log line, drained by the caller (the core has no logger). */
 export type StateEvent =
   | { readonly kind: 'allowlisted'; readonly ip: Ip; readonly policy: string; readonly time: number }
-  | { readonly kind: 'outage'; readonly state: 'start' | 'end'; readonly time: number };
+  | {
+      readonly kind: 'outage'; readonly state: 'start' | 'end'; readonly time: number;
+      /** `weak`: many addresses' weak lines at once (no host); `server-error`: a host's back end failed. */
+      readonly cause?: 'weak' | 'server-error';
+      readonly host?: string;
+      /** On `end` of a server-error outage: the outage as a whole. */
+      readonly outage?: Outage;
+    };
 
 export interface ActiveBan extends BanRecord {}
 
@@ -109,6 +125,7 @@ export class Decider {
   private states: PolicyState[] = [];
   private readonly byName = new Map<string, PolicyState>();
   private readonly dedupe: Deduper;
+  private readonly outages: OutageDetector;
   private allowlist: Allowlist | undefined;
   private readonly ledger: LedgerSink | undefined;
   private maxTracked: number;
@@ -124,7 +141,8 @@ export class Decider {
 
   /**
    * New attempts the last `observe` counted for its match: 0 for a line that repeats an attempt
-   * (pair, session), an ignored weak line, or a line of an address already banned. For reports.
+   * (pair, session), an ignored weak line, a line excused by an outage or paired with a server
+   * error, a server-error line, or a line of an address already banned. For reports.
    */
   get lastAttempts(): number {
     return this.lastAttemptsN;
@@ -138,6 +156,7 @@ export class Decider {
   private readonly s = {
     matches: 0, ignored: 0, skippedReplayed: 0, counted: 0, weakCounted: 0, weakIgnored: 0,
     whileBanned: 0, allowlistedHits: 0, bans: 0, operatorBans: 0, unbans: 0, eventsDropped: 0,
+    serverErrors: 0, outageExcused: 0,
   };
 
   constructor(opts: DeciderOptions) {
@@ -153,6 +172,7 @@ export class Decider {
       this.byName.set(p.name, st);
     }
     this.dedupe = new Deduper(opts);
+    this.outages = new OutageDetector(opts);
     this.allowlist = opts.allowlist;
     this.ledger = opts.ledger;
     this.onCounted = opts.onCounted;
@@ -171,6 +191,13 @@ export class Decider {
       return [];
     }
     this.track(m);
+    for (const o of this.outages.expire(now)) this.emit({ kind: 'outage', state: 'end', time: o.end, cause: 'server-error', host: o.host, outage: o });
+    // Our back end failed for this client: evidence of an outage of its host, never an attempt.
+    if (m.class === 'server-error') {
+      this.s.serverErrors++;
+      if (this.outages.serverError(m.event.host, m.ip, now)) this.emit({ kind: 'outage', state: 'start', time: now, cause: 'server-error', host: m.event.host });
+      return [];
+    }
     let any = false;
     for (const st of this.states) if (policyCounts(st.p, m)) { any = true; break; }
     if (!any) {
@@ -183,13 +210,19 @@ export class Decider {
       this.s.whileBanned++;
       return [];
     }
+    // While a host's back end fails, its failures are not the clients' (for every address); a
+    // failure paired with a server-error line of its address is that failed attempt, on any host.
+    if (this.outages.excuses(m.event.host, m.ip, now)) {
+      this.s.outageExcused++;
+      return [];
+    }
     // A weak line is decided before it takes part in pairing: an ignored one must not leave a
     // pair credit that would swallow the definite line the other daemon logs for the same attempt.
     const weak = m.attempt.weak === true;
     if (weak) {
       const corroborated = this.corroborated(m, now);
       const outage = this.dedupe.weakOutage(m.ip, now, !corroborated);
-      if (outage !== this.wasOutage) this.emit({ kind: 'outage', state: outage ? 'start' : 'end', time: now });
+      if (outage !== this.wasOutage) this.emit({ kind: 'outage', state: outage ? 'start' : 'end', time: now, cause: 'weak' });
       this.wasOutage = outage;
       if (!corroborated || outage) {
         this.s.weakIgnored++;
@@ -393,6 +426,16 @@ export class Decider {
     }
   }
 
+  /** Server-error outages still in progress, with the end they will have if their host stays quiet. */
+  currentOutages(): Outage[] {
+    return this.outages.current();
+  }
+
+  /** Whether events wait to be drained (lets a per-line caller skip `drainEvents`). */
+  get hasEvents(): boolean {
+    return this.events.length > 0;
+  }
+
   drainEvents(): StateEvent[] {
     const e = this.events;
     this.events = [];
@@ -409,8 +452,9 @@ export class Decider {
     }
     const d = this.dedupe.stats;
     return {
-      ...this.s, absorbed: d.absorbed, sessionsEvicted: d.sessionsEvicted, outages: d.outages,
-      outage: this.dedupe.outage, tracked, evictions, tableBytes, activeBans,
+      ...this.s, absorbed: d.absorbed, sessionsEvicted: d.sessionsEvicted, outages: d.outages + this.outages.started,
+      outage: this.dedupe.outage || this.outages.active > 0, outageHosts: this.outages.active,
+      tracked, evictions, tableBytes, activeBans,
     };
   }
 
