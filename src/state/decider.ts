@@ -5,7 +5,7 @@ import { isIpv6, parseCidr, prefixOf, splitCidr } from '../parse/ip.js';
 import { MailjailError } from '../types.js';
 import type { BanDecision, Cidr, Ip, Match } from '../types.js';
 import type { Allowlist } from './allowlist.js';
-import { Deduper } from './dedupe.js';
+import { AUTH_PROCESS_SIDE, Deduper } from './dedupe.js';
 import type { DedupeOptions } from './dedupe.js';
 import { OutageDetector } from './outage.js';
 import type { Outage, OutageOptions } from './outage.js';
@@ -209,6 +209,11 @@ export class Decider {
     if (this.bannedNow(m.ip, now)) {
       this.s.whileBanned++;
       return [];
+    }
+    // The auth process's own verdict (side auth-process): the back end answers again.
+    if (m.attempt.pair?.side === AUTH_PROCESS_SIDE) {
+      const o = this.outages.recovered(m.event.host, now);
+      if (o) this.emit({ kind: 'outage', state: 'end', time: o.end, cause: 'server-error', host: o.host, outage: o });
     }
     // While a host's back end fails, its failures are not the clients' (for every address); a
     // failure paired with a server-error line of its address is that failed attempt, on any host.

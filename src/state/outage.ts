@@ -9,14 +9,19 @@ export interface OutageOptions {
   readonly outageHoldMs?: number;
   /**
    * A failure of an address this close (ms, either side) to a server-error line of the same address
-   * is that attempt's client-facing line and adds 0, whatever the host. Default 30 s.
+   * is that attempt's client-facing line and adds 0, whatever the host. Default 5 s: the MTA logs
+   * its line as soon as the auth process answers; a wider window would excuse the next guesses of
+   * an attacker whose one attempt met a failing back end.
    */
   readonly serverErrorPairMs?: number;
   /** Addresses with a recent server-error line remembered (LRU). Default 20 000. */
   readonly maxServerErrorAddresses?: number;
 }
 
-/** One outage of one host. `end` is when counting resumes: the last server-error line + the hold. */
+/**
+ * One outage of one host. `end` is when counting resumes: the last server-error line + the hold, or
+ * the back end's first verdict after it.
+ */
 export interface Outage {
   readonly host: string;
   readonly start: number;
@@ -46,7 +51,7 @@ export class OutageDetector {
 
   constructor(o: OutageOptions = {}) {
     this.hold = o.outageHoldMs ?? 60_000;
-    this.pairMs = o.serverErrorPairMs ?? 30_000;
+    this.pairMs = o.serverErrorPairMs ?? 5_000;
     this.lastError = new LRUCache<Ip, number>({ max: o.maxServerErrorAddresses ?? 20_000 });
   }
 
@@ -81,6 +86,17 @@ export class OutageDetector {
       return true;
     }
     return false;
+  }
+
+  /**
+   * The back end of `host` gave a verdict (Dovecot's auth process said "Password mismatch"): it can
+   * read its passdb again, so its outage ends now. Returns the ended outage.
+   */
+  recovered(host: string, now: number): Outage | undefined {
+    const o = this.open.get(host);
+    if (!o || now < o.last) return undefined;
+    this.open.delete(host);
+    return { host, start: o.start, end: now, errors: o.errors, excused: o.excused };
   }
 
   /** Ends and returns the outages that have been quiet for the hold time at `now`. */
