@@ -27,6 +27,10 @@ export class Metrics {
   /** Wall time of one firewall apply() batch. */
   readonly firewallLatency: Histogram<'backend'>;
   readonly reloads: Counter<'result'>;
+  /** Auth back-end outages started (server-error lines of a host, or weak lines of many addresses). */
+  readonly authOutages: Counter<'cause'>;
+  /** Hosts whose auth back end is failing now. */
+  readonly authOutageHosts: Gauge;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const r = [this.registry];
@@ -44,6 +48,8 @@ export class Metrics {
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     });
     this.reloads = new Counter({ name: 'mailjail_reloads_total', help: 'Config reloads, by result', labelNames: ['result'], registers: r });
+    this.authOutages = new Counter({ name: 'mailjail_auth_outages_total', help: 'Auth back-end outages started, by cause (server-error, weak)', labelNames: ['cause'], registers: r });
+    this.authOutageHosts = new Gauge({ name: 'mailjail_auth_outage_hosts', help: 'Hosts whose auth back end is failing now (their failures are not counted)', registers: r });
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'mailjail_' });
   }
 

@@ -191,7 +191,7 @@ export class Decider {
       return [];
     }
     this.track(m);
-    for (const o of this.outages.expire(now)) this.emit({ kind: 'outage', state: 'end', time: o.end, cause: 'server-error', host: o.host, outage: o });
+    this.endQuietOutages(now);
     // Our back end failed for this client: evidence of an outage of its host, never an attempt.
     if (m.class === 'server-error') {
       this.s.serverErrors++;
@@ -422,6 +422,7 @@ export class Decider {
   /** Drops expired bans and history older than the history window (also run every 65 536 matches). */
   sweep(now: number): void {
     this.sinceSweep = 0;
+    this.endQuietOutages(now);
     for (const st of this.allStates()) {
       for (const [k, rec] of st.bans) if (rec.until <= now) st.bans.delete(k);
       for (const [k, times] of st.history) {
@@ -557,6 +558,11 @@ export class Decider {
     st.allowReported.set(k, now);
     if (st.allowReported.size > 10_000) st.allowReported.delete(st.allowReported.keys().next().value!);
     this.emit({ kind: 'allowlisted', ip, policy: st.p.name, time: now });
+  }
+
+  /** Ends the outages of hosts quiet for the hold time (on each line, and on sweeps when no line comes). */
+  private endQuietOutages(now: number): void {
+    for (const o of this.outages.expire(now)) this.emit({ kind: 'outage', state: 'end', time: o.end, cause: 'server-error', host: o.host, outage: o });
   }
 
   private emit(e: StateEvent): void {
