@@ -59,8 +59,13 @@ export interface LogEvent {
   readonly origin: Origin;
 }
 
-/** `reject-temp`: a temporary (4xx) refusal the client caused; no default policy counts it (docs/rules-mta.md). */
-export type RuleClass = 'auth' | 'probe' | 'reject' | 'reject-temp';
+/**
+ * `reject-temp`: a temporary (4xx) refusal the client caused; no default policy counts it (docs/rules-mta.md).
+ * `server-error`: our own auth back end failed for this client's attempt (passdb unreadable, LDAP/SQL
+ * down, saslauthd unreachable). Never counted against the client; state takes it as evidence of an
+ * outage of its host (docs/counting.md, src/state/outage.ts).
+ */
+export type RuleClass = 'auth' | 'probe' | 'reject' | 'reject-temp' | 'server-error';
 export type Service = 'smtp' | 'imap' | 'pop3' | 'sieve' | 'webmail' | 'groupware' | 'mail';
 
 /**

@@ -8,6 +8,7 @@ import { RuleLoadError } from '../rules/load.js';
 import { BUNDLED_RULES_DIR, loadRulePack } from '../rules/pack.js';
 import { FileSource } from '../sources/file.js';
 import { Decider } from '../state/decider.js';
+import type { StateEvent } from '../state/decider.js';
 import { DEFAULT_POLICY } from '../state/policy.js';
 import type { Policy } from '../state/policy.js';
 import type { Match, Service } from '../types.js';
@@ -50,9 +51,18 @@ export interface CheckSummary {
    */
   bans: { target: string; ruleId: string; time: number }[];
   banLine: Map<string, { line: number; file: string }>;
+  /**
+   * Outages of our own auth back end, in the order they ended. `lines`: failure lines they made
+   * count nothing; `errors`: server-error lines (a weak outage has none, and no host).
+   */
+  outages: CheckOutage[];
+  /** A weak outage in progress: its start and the weak lines it left uncounted so far. */
+  weakOutage: { start: number; lines: number } | undefined;
   seconds: number;
   policy: Policy;
 }
+
+export interface CheckOutage { cause: 'weak' | 'server-error'; host: string | null; start: number; end: number; lines: number; errors: number }
 
 const positiveInt = (what: string) => (v: string): number => {
   if (!/^\d{1,9}$/.test(v) || Number(v) < 1) throw new InvalidArgumentError(`${what} must be a positive whole number`);
@@ -107,7 +117,7 @@ export async function runCheck(files: string[], opts: CheckOptions, out: NodeJS.
   const s: CheckSummary = {
     lines: 0, matched: 0, parseErrors: 0, oversize: 0, invalidCaptures: 0, notUnderstood: 0, binaryLines: 0,
     perRule: new Map(), perService: new Map(), perClass: new Map(), offenders: new Map(), sessions: new SessionServices(),
-    bans: [], banLine: new Map(), seconds: 0, policy,
+    bans: [], banLine: new Map(), outages: [], weakOutage: undefined, seconds: 0, policy,
   };
   const started = process.hrtime.bigint();
   const progress = process.stderr.isTTY && !opts.json ? new Progress() : undefined;
@@ -131,8 +141,11 @@ export async function runCheck(files: string[], opts: CheckOptions, out: NodeJS.
         }
         const line = rec.origin.line ?? 0;
         const decisions = decider.observe(m, m.event.time);
-        tally(s, m, decider.lastAttempts);
-        if (opts.json) w.write(jsonMatch(line, m));
+        const attempts = decider.lastAttempts;
+        if (decider.hasEvents) noteOutages(s, decider.drainEvents());
+        if (s.weakOutage && m.attempt.weak === true && attempts === 0) s.weakOutage.lines++;
+        tally(s, m, attempts);
+        if (opts.json) w.write(jsonMatch(line, m, attempts));
         for (const d of decisions) {
           if (d.action !== 'ban') continue;
           s.bans.push({ target: d.target, ruleId: d.ruleId, time: d.evidence[d.evidence.length - 1]?.event.time ?? NaN });
@@ -145,6 +158,9 @@ export async function runCheck(files: string[], opts: CheckOptions, out: NodeJS.
     s.oversize += src.stats.oversize;
   }
   progress?.done();
+  // Outages still in progress when the input ends: reported with the end they would have.
+  for (const o of decider.currentOutages()) s.outages.push({ cause: 'server-error', host: o.host, start: o.start, end: o.end, lines: o.excused, errors: o.errors });
+  if (s.weakOutage) s.outages.push({ cause: 'weak', host: null, start: s.weakOutage.start, end: NaN, lines: s.weakOutage.lines, errors: 0 });
   s.invalidCaptures = engine.stats.invalidCaptures;
   s.seconds = Number(process.hrtime.bigint() - started) / 1e9;
   if (opts.json) w.write(`${JSON.stringify({ summary: jsonSummary(s) })}\n`);
@@ -216,6 +232,22 @@ function sniffBinary(head: Buffer): boolean {
     if (isBinaryLine(l)) bad++;
   }
   return looksBinary(bad, lines);
+}
+
+function noteOutages(s: CheckSummary, events: readonly StateEvent[]): void {
+  for (const e of events) {
+    if (e.kind !== 'outage') continue;
+    if (e.cause === 'weak') {
+      if (e.state === 'start') s.weakOutage = { start: e.time, lines: 0 };
+      else if (s.weakOutage) {
+        s.outages.push({ cause: 'weak', host: null, start: s.weakOutage.start, end: e.time, lines: s.weakOutage.lines, errors: 0 });
+        s.weakOutage = undefined;
+      }
+    } else if (e.state === 'end' && e.outage) {
+      const o = e.outage;
+      s.outages.push({ cause: 'server-error', host: o.host, start: o.start, end: o.end, lines: o.excused, errors: o.errors });
+    }
+  }
 }
 
 function tally(s: CheckSummary, m: Match, attempts: number): void {
@@ -296,10 +328,12 @@ class SessionServices {
 
 const iso = (t: number): string => (Number.isFinite(t) ? new Date(t).toISOString() : '');
 
-function jsonMatch(line: number, m: Match): string {
+function jsonMatch(line: number, m: Match, attempts: number): string {
   const o: Record<string, unknown> = { line, rule: m.ruleId, service: m.service, class: m.class, ip: m.ip };
   if (m.user !== undefined) o['user'] = m.user;
   o['time'] = iso(m.event.time);
+  // What this line added to its offender's count (0: repeat, weak, outage, banned, not counted).
+  o['attempts'] = attempts;
   return `${JSON.stringify(o)}\n`;
 }
 
@@ -315,6 +349,7 @@ function jsonSummary(s: CheckSummary): Record<string, unknown> {
     perRule: Object.fromEntries([...s.perRule].map(([k, v]) => [k, v.n])),
     perService: Object.fromEntries(s.perService),
     perClass: Object.fromEntries(s.perClass),
+    outages: s.outages.map((o) => ({ start: iso(o.start), end: iso(o.end), lines: o.lines, errors: o.errors, host: o.host, cause: o.cause })),
     policy: { name: s.policy.name, classes: s.policy.classes, maxretry: s.policy.maxretry, findtime: s.policy.findtime },
     seconds: Number(s.seconds.toFixed(3)),
   };
@@ -347,6 +382,11 @@ function report(s: CheckSummary, files: string[], top: number): string {
     const rows = [...s.offenders.values()].sort((a, b) => b.attempts - a.attempts || b.lines - a.lines).slice(0, top)
       .map((x) => [x.key, fmtInt(x.attempts), fmtInt(x.lines), fmtInt(x.addresses.size), iso(x.first), iso(x.last), [...x.rules].join(' ')]);
     o.push(...table(['offender', 'attempts', 'lines', 'addresses', 'first', 'last', 'rules'], rows));
+  }
+  if (s.outages.length) {
+    o.push('', `Auth back-end outages (${fmtInt(s.outages.length)}): failures during them are not the clients' and counted nothing`);
+    const rows = s.outages.slice(0, top).map((x) => [x.host ?? '(weak lines)', iso(x.start), iso(x.end), fmtInt(x.lines), fmtInt(x.errors)]);
+    o.push(...table(['host', 'start', 'end', 'lines not counted', 'server errors'], rows));
   }
   const p = s.policy;
   o.push('', `Would ban ${count(s.bans.length, 'address', 'addresses')} under policy ${p.name} ` +

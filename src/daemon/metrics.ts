@@ -31,7 +31,10 @@ export class Metrics {
   readonly ledgerWriteFailures: Counter;
   /** Ledger compactions that could not be written (the old ledger was kept). */
   readonly ledgerCompactionFailures: Counter;
-  /** Firewall sets or hooks found changed or missing and put back. */
+  /** Auth back-end outages started (server-error lines of a host, or weak lines of many addresses). */
+  readonly authOutages: Counter<'cause'>;
+  /** Hosts whose auth back end is failing now. */
+  readonly authOutageHosts: Gauge;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const r = [this.registry];
@@ -51,6 +54,8 @@ export class Metrics {
     this.reloads = new Counter({ name: 'mailjail_reloads_total', help: 'Config reloads, by result', labelNames: ['result'], registers: r });
     this.ledgerWriteFailures = new Counter({ name: 'mailjail_ledger_write_failures_total', help: 'Ledger appends that could not be written (full disk, I/O error); their bans were not applied and are decided again', registers: r });
     this.ledgerCompactionFailures = new Counter({ name: 'mailjail_ledger_compaction_failures_total', help: 'Ledger compactions that could not be written; the old ledger was kept', registers: r });
+    this.authOutages = new Counter({ name: 'mailjail_auth_outages_total', help: 'Auth back-end outages started, by cause (server-error, weak)', labelNames: ['cause'], registers: r });
+    this.authOutageHosts = new Gauge({ name: 'mailjail_auth_outage_hosts', help: 'Hosts whose auth back end is failing now (their failures are not counted)', registers: r });
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'mailjail_' });
   }
 

@@ -581,13 +581,21 @@ export class Daemon implements ControlHandlers {
     this.evidence.retain(new Set(active.map((b) => b.target)));
     this.sink.syncCounters();
     this.syncLedgerMetrics();
+    this.metrics.authOutageHosts.set(s.outageHosts);
     for (const e of this.decider.drainEvents()) {
       if (e.kind === 'allowlisted') {
         this.warnings.info(`allow ${e.ip}`, { ip: e.ip, policy: e.policy }, `${e.ip} is allowlisted: counted, never banned`);
       } else {
-        this.log.warn({ outage: e.state }, e.state === 'start'
-          ? 'many addresses fail with "connection lost to authentication server": looks like an auth-server outage, weak lines are not counted'
-          : 'auth-server outage over');
+        if (e.state === 'start') this.metrics.authOutages.inc({ cause: e.cause ?? 'weak' });
+        if (e.cause === 'server-error') {
+          this.log.warn({ outage: e.state, host: e.host, ...(e.outage ? { excused: e.outage.excused, errors: e.outage.errors } : {}) }, e.state === 'start'
+            ? 'the auth back end of this host fails (server-error line): its failures are not counted until it recovers'
+            : 'auth back-end outage over');
+        } else {
+          this.log.warn({ outage: e.state }, e.state === 'start'
+            ? 'many addresses fail with "connection lost to authentication server": looks like an auth-server outage, weak lines are not counted'
+            : 'auth-server outage over');
+        }
       }
     }
   }

@@ -9,7 +9,7 @@ import type { AttemptInfo, RuleClass, Service } from '../types.js';
 import { lintPattern } from './lint.js';
 
 export const SERVICES: readonly Service[] = ['smtp', 'imap', 'pop3', 'sieve', 'webmail', 'groupware', 'mail'];
-export const CLASSES: readonly RuleClass[] = ['auth', 'probe', 'reject', 'reject-temp'];
+export const CLASSES: readonly RuleClass[] = ['auth', 'probe', 'reject', 'reject-temp', 'server-error'];
 
 export interface SampleMatch { readonly line: string; readonly ip: string; readonly user?: string; readonly service?: Service; readonly at: string }
 export interface SampleNoMatch { readonly line: string; readonly at: string }

@@ -5,8 +5,10 @@ import { isIpv6, parseCidr, prefixOf, splitCidr } from '../parse/ip.js';
 import { MailjailError } from '../types.js';
 import type { BanDecision, Cidr, Ip, Match } from '../types.js';
 import type { Allowlist } from './allowlist.js';
-import { Deduper } from './dedupe.js';
+import { AUTH_PROCESS_SIDE, Deduper } from './dedupe.js';
 import type { DedupeOptions } from './dedupe.js';
+import { OutageDetector } from './outage.js';
+import type { Outage, OutageOptions } from './outage.js';
 import { banSeconds, historyWindow, policyCounts, validatePolicy, DEFAULT_ESCALATION_WINDOW } from './policy.js';
 import type { Policy } from './policy.js';
 import type { BanRecord, LedgerEntry, LedgerSink, LedgerState, Position, Through } from './records.js';
@@ -15,7 +17,7 @@ import { SlotTable, userHash } from './window.js';
 /** Name of the policy operator bans fall under when they name none. */
 export const MANUAL_POLICY = 'manual';
 
-export interface DeciderOptions extends DedupeOptions {
+export interface DeciderOptions extends DedupeOptions, OutageOptions {
   readonly policies: readonly Policy[];
   readonly allowlist?: Allowlist;
   /** Tracked keys per policy (LRU bound). Default 1 000 000. */
@@ -71,9 +73,16 @@ export interface DeciderStats {
   sessionsEvicted: number;
   /** Exact copies of a line already seen, not counted (docs/counting.md). */
   duplicates: number;
-  /** Outages detected (weak lines from many addresses at once). */
+  /** Outages detected: weak lines from many addresses at once, or a host's server-error lines. */
   outages: number;
+  /** An outage is in progress (weak, or of any host). */
   outage: boolean;
+  /** Server-error lines seen (our back end failed for a client). */
+  serverErrors: number;
+  /** Failure lines not counted because their host's back end was failing, or paired with a server error. */
+  outageExcused: number;
+  /** Hosts whose back end is failing now. */
+  outageHosts: number;
   activeBans: number;
   /** Events dropped because nobody drained them. */
   eventsDropped: number;
@@ -82,7 +91,14 @@ export interface DeciderStats {
 /** Things worth one log line, drained by the caller (the core has no logger). */
 export type StateEvent =
   | { readonly kind: 'allowlisted'; readonly ip: Ip; readonly policy: string; readonly time: number }
-  | { readonly kind: 'outage'; readonly state: 'start' | 'end'; readonly time: number };
+  | {
+      readonly kind: 'outage'; readonly state: 'start' | 'end'; readonly time: number;
+      /** `weak`: many addresses' weak lines at once (no host); `server-error`: a host's back end failed. */
+      readonly cause?: 'weak' | 'server-error';
+      readonly host?: string;
+      /** On `end` of a server-error outage: the outage as a whole. */
+      readonly outage?: Outage;
+    };
 
 export interface ActiveBan extends BanRecord {}
 
@@ -153,6 +169,7 @@ export class Decider {
   private states: PolicyState[] = [];
   private readonly byName = new Map<string, PolicyState>();
   private readonly dedupe: Deduper;
+  private readonly outages: OutageDetector;
   private allowlist: Allowlist | undefined;
   private readonly ledger: LedgerSink | undefined;
   private maxTracked: number;
@@ -168,7 +185,8 @@ export class Decider {
 
   /**
    * New attempts the last `observe` counted for its match: 0 for a line that repeats an attempt
-   * (pair, session), an ignored weak line, or a line of an address already banned. For reports.
+   * (pair, session), an ignored weak line, a line excused by an outage or paired with a server
+   * error, a server-error line, or a line of an address already banned. For reports.
    */
   get lastAttempts(): number {
     return this.lastAttemptsN;
@@ -182,6 +200,7 @@ export class Decider {
   private readonly s = {
     matches: 0, ignored: 0, skippedReplayed: 0, counted: 0, weakCounted: 0, weakIgnored: 0,
     whileBanned: 0, allowlistedHits: 0, bans: 0, bansUnpersisted: 0, operatorBans: 0, unbans: 0, eventsDropped: 0,
+    serverErrors: 0, outageExcused: 0,
   };
 
   constructor(opts: DeciderOptions) {
@@ -197,6 +216,7 @@ export class Decider {
       this.byName.set(p.name, st);
     }
     this.dedupe = new Deduper(opts);
+    this.outages = new OutageDetector(opts);
     this.allowlist = opts.allowlist;
     this.ledger = opts.ledger;
     this.onCounted = opts.onCounted;
@@ -217,6 +237,13 @@ export class Decider {
       return [];
     }
     this.track(m);
+    this.endQuietOutages(now);
+    // Our back end failed for this client: evidence of an outage of its host, never an attempt.
+    if (m.class === 'server-error') {
+      this.s.serverErrors++;
+      if (this.outages.serverError(m.event.host, m.ip, now)) this.emit({ kind: 'outage', state: 'start', time: now, cause: 'server-error', host: m.event.host });
+      return [];
+    }
     let any = false;
     for (const st of this.states) if (policyCounts(st.p, m)) { any = true; break; }
     if (!any) {
@@ -231,13 +258,24 @@ export class Decider {
     }
     if (this.batch && this.batch.forgets.size > 0) this.settleForgets(m.ip);
     if (this.dedupe.duplicate(m)) return []; // one line logged twice (syslog_duplication, two collectors)
+    // The auth process's own verdict (side auth-process): the back end answers again.
+    if (m.attempt.pair?.side === AUTH_PROCESS_SIDE) {
+      const o = this.outages.recovered(m.event.host, now);
+      if (o) this.emit({ kind: 'outage', state: 'end', time: o.end, cause: 'server-error', host: o.host, outage: o });
+    }
+    // While a host's back end fails, its failures are not the clients' (for every address); a
+    // failure paired with a server-error line of its address is that failed attempt, on any host.
+    if (this.outages.excuses(m.event.host, m.ip, now)) {
+      this.s.outageExcused++;
+      return [];
+    }
     // A weak line is decided before it takes part in pairing: an ignored one must not leave a
     // pair credit that would swallow the definite line the other daemon logs for the same attempt.
     const weak = m.attempt.weak === true;
     if (weak) {
       const corroborated = this.corroborated(m, now);
       const outage = this.dedupe.weakOutage(m.ip, now, !corroborated);
-      if (outage !== this.wasOutage) this.emit({ kind: 'outage', state: outage ? 'start' : 'end', time: now });
+      if (outage !== this.wasOutage) this.emit({ kind: 'outage', state: outage ? 'start' : 'end', time: now, cause: 'weak' });
       this.wasOutage = outage;
       if (!corroborated || outage) {
         this.s.weakIgnored++;
@@ -494,6 +532,7 @@ export class Decider {
   /** Drops expired bans and history older than the history window (also run every 65 536 matches). */
   sweep(now: number): void {
     this.sinceSweep = 0;
+    this.endQuietOutages(now);
     for (const st of this.allStates()) {
       for (const [k, rec] of st.bans) if (rec.until <= now) st.bans.delete(k);
       for (const [k, times] of st.history) {
@@ -501,6 +540,16 @@ export class Decider {
         if (times.length === 0) st.history.delete(k);
       }
     }
+  }
+
+  /** Server-error outages still in progress, with the end they will have if their host stays quiet. */
+  currentOutages(): Outage[] {
+    return this.outages.current();
+  }
+
+  /** Whether events wait to be drained (lets a per-line caller skip `drainEvents`). */
+  get hasEvents(): boolean {
+    return this.events.length > 0;
   }
 
   drainEvents(): StateEvent[] {
@@ -519,8 +568,9 @@ export class Decider {
     }
     const d = this.dedupe.stats;
     return {
-      ...this.s, absorbed: d.absorbed, sessionsEvicted: d.sessionsEvicted, outages: d.outages, duplicates: d.duplicates,
-      outage: this.dedupe.outage, tracked, evictions, tableBytes, activeBans,
+      ...this.s, absorbed: d.absorbed, sessionsEvicted: d.sessionsEvicted, outages: d.outages + this.outages.started, duplicates: d.duplicates,
+      outage: this.dedupe.outage || this.outages.active > 0, outageHosts: this.outages.active,
+      tracked, evictions, tableBytes, activeBans,
     };
   }
 
@@ -665,6 +715,11 @@ export class Decider {
     st.allowReported.set(k, now);
     if (st.allowReported.size > 10_000) st.allowReported.delete(st.allowReported.keys().next().value!);
     this.emit({ kind: 'allowlisted', ip, policy: st.p.name, time: now });
+  }
+
+  /** Ends the outages of hosts quiet for the hold time (on each line, and on sweeps when no line comes). */
+  private endQuietOutages(now: number): void {
+    for (const o of this.outages.expire(now)) this.emit({ kind: 'outage', state: 'end', time: o.end, cause: 'server-error', host: o.host, outage: o });
   }
 
   private emit(e: StateEvent): void {

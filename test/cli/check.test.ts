@@ -37,7 +37,7 @@ test('check --json: one object per matched line, then the summary', () => {
   assert.equal(summary.matched, lines.length);
   assert.deepEqual(new Set(summary.banned), new Set(['203.0.113.45', '2001:db8:bad:1::/64', '198.51.100.23']));
   for (const m of lines) {
-    assert.deepEqual(Object.keys(m).filter((k) => k !== 'user'), ['line', 'rule', 'service', 'class', 'ip', 'time']);
+    assert.deepEqual(Object.keys(m).filter((k) => k !== 'user'), ['line', 'rule', 'service', 'class', 'ip', 'time', 'attempts']);
     assert.equal(typeof m['line'], 'number');
     assert.match(String(m['time']), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
   }
@@ -177,4 +177,26 @@ test("Dovecot's auth-process lines are counted under the protocol their session'
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /^ {2}dovecot-auth-failed +2 +pop3, mail +auth$/m);
   assert.match(r.out, /Matches per service: pop3 2, mail 1\n/);
+});
+
+test('check --json says what each line counted and lists the auth back-end outage (real Dovecot 2.3 lines)', () => {
+  const fixture = join(ROOT, 'test/fixtures/real/dovecot-passdb-outage.log');
+  const r = run(['check', '--json', fixture]);
+  assert.equal(r.code, 0, r.err);
+  const lines = r.out.trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const summary = lines.pop()!['summary'] as { banned: string[]; outages: { start: string; end: string; lines: number; errors: number; host: string | null }[] };
+  assert.deepEqual(summary.banned, ['203.0.113.66'], 'three failures before the outage and two after it');
+  for (const m of lines) assert.equal(typeof m['attempts'], 'number');
+  // Server-error lines add nothing; the attacker's summary of a session already counted adds 0.
+  assert.ok(lines.filter((m) => m['class'] === 'server-error').every((m) => m['attempts'] === 0));
+  const attacker = lines.filter((m) => m['ip'] === '203.0.113.66' && m['class'] === 'auth');
+  assert.equal(attacker.reduce((n, m) => n + (m['attempts'] as number), 0), 5);
+  assert.equal(summary.outages.length, 1);
+  const o = summary.outages[0]!;
+  assert.equal(o.start, '2026-12-04T16:53:34.000Z'.replace('2026', o.start.slice(0, 4)));
+  assert.equal(o.errors, 22, '14 auth-process lines and 8 login summaries');
+  assert.equal(o.host, '');
+  assert.ok(o.end > o.start);
+  const human = run(['check', fixture]);
+  assert.match(human.out, /Auth back-end outages \(1\)/);
 });

@@ -2,7 +2,8 @@
 // match sample of every rule that captures a user, the user text is replaced by arbitrary strings
 // (the characters log fields are built from, embedded addresses, fragments of other lines' fields);
 // the line then either stops matching, or matches with the same address, no higher attempt count and
-// no stronger class (a probe never becomes an auth failure).
+// no stronger class (a probe never becomes an auth failure), and no client's failure becomes a
+// server error (which would excuse a host's failures).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
@@ -72,6 +73,9 @@ test('no user name changes the counted address, count or class of a line', () =>
         assert.equal(m.ip, c.base.ip, `address steered to ${m.ip} by rule ${m.ruleId}: ${where}`);
         assert.ok(countOf(m) <= countOf(c.base), `count raised to ${countOf(m)} by rule ${m.ruleId}: ${where}`);
         if (c.base.class !== 'auth') assert.notEqual(m.class, 'auth', `a ${c.base.class} line became an auth failure (${m.ruleId}): ${where}`);
+        // A client's failure must not pass for our back end failing: that would start an outage and
+        // excuse every failure of its host (docs/counting.md, "Outages").
+        if (c.base.class !== 'server-error') assert.notEqual(m.class, 'server-error', `a ${c.base.class} line became a server error (${m.ruleId}): ${where}`);
       }),
       { numRuns: 150 },
     );
