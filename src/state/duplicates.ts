@@ -37,7 +37,10 @@ export class DuplicateFilter {
    * a line every half second still counts about once a second.
    */
   isDuplicate(e: LogEvent): boolean {
-    if (this.window <= 0) return false;
+    // Without a pid nothing says the two lines came from one process: two smtpd processes may log
+    // the same text in the same second for two real attempts. Real copies (Exim, journald, a
+    // relay) carry the pid, so a line without one is always counted.
+    if (this.window <= 0 || e.pid === undefined) return false;
     const key = fingerprint(e);
     const first = this.seen.get(key);
     if (first !== undefined && Math.abs(e.time - first) <= this.window) {

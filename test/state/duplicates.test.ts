@@ -72,6 +72,17 @@ test('the same text of one process a second or more apart is a new attempt (Post
   assert.deepEqual(counted(e, [0, 300, 600, 900, 1200].map((ms) => line('198.51.100.10', T0 + ms, pf, { pid: 1 }))), [1, 0, 1, 0, 1]);
 });
 
+test('a line without a pid is never taken for a copy (nothing says one process logged both)', () => {
+  const d = new Decider({ policies: [COUNT] });
+  const noPid = (): Match => {
+    const m = line('192.0.2.9', T0, TEXT);
+    const { pid: _pid, ...event } = m.event;
+    return { ...m, event };
+  };
+  assert.deepEqual(counted(d, [noPid(), noPid(), noPid()]), [1, 1, 1]);
+  assert.equal(d.stats().duplicates, 0);
+});
+
 test('duplicateWindowMs is an option; 0 turns the check off', () => {
   const off = new Decider({ policies: [COUNT], duplicateWindowMs: 0 });
   assert.deepEqual(counted(off, [line('192.0.2.9', T0, TEXT), line('192.0.2.9', T0, TEXT)]), [1, 1]);
