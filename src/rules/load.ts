@@ -237,7 +237,7 @@ export function readRuleFile(path: string, text: string, faults: RuleFault[]): R
     }
     const groups = [...expanded.matchAll(/\(\?<([A-Za-z][A-Za-z0-9_]*)>/g)].map((m) => m[1]!);
     if (re && groups.includes('service') !== serviceByCapture.size > 0) {
-      fault('MJ_RULE_SCHEMA', sbc ?? rn, groups.includes('service')
+      fault('MJ_RULE_SCHEMA', groups.includes('service') ? r.get('pattern') : sbc, groups.includes('service')
         ? `rule ${id ?? '?'}: the pattern has a (?<service>...) group but the rule no serviceByCapture map`
         : `rule ${id ?? '?'}: serviceByCapture needs a (?<service>...) group in the pattern`);
       continue;

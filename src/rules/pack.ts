@@ -6,7 +6,7 @@ import { parseRecord } from '../parse/index.js';
 import type { LogEvent, Match } from '../types.js';
 import { RuleEngine } from './engine.js';
 import { RuleLoadError, readRuleDir } from './load.js';
-import type { CompiledRule, RuleFault, RuleFile } from './load.js';
+import type { CompiledRule, RuleFault, RuleFile, SampleMatch } from './load.js';
 
 /** The rule pack shipped with mailjail (`rules/` beside `dist/`). */
 export const BUNDLED_RULES_DIR = fileURLToPath(new URL('../../../rules', import.meta.url));
@@ -34,6 +34,8 @@ export interface SampleResult {
   /** What the file's rules made of the line (undefined: no match, or the line does not parse). */
   readonly got: Match | undefined;
   readonly why?: string;
+  /** The match sample as written (its expectations); absent for nomatch samples. */
+  readonly sample?: SampleMatch;
 }
 
 /** The attempts a match stands for, as the state stage reads it (a summary's total; else 1). */
@@ -56,7 +58,7 @@ export function runSamples(file: RuleFile, engine: RuleEngine): SampleResult[] {
       else if (s.user !== undefined && m.user !== s.user) why = `captured user ${JSON.stringify(m.user)}, expected ${JSON.stringify(s.user)}`;
       else if (s.service !== undefined && m.service !== s.service) why = `service ${m.service}, expected ${s.service}`;
       else if (s.count !== undefined && countOf(m) !== s.count) why = `counts ${countOf(m)}, expected ${s.count}`;
-      out.push({ rule, kind: 'match', line: s.line, at: s.at, got: m, ...(why !== undefined ? { why } : {}) });
+      out.push({ rule, kind: 'match', line: s.line, at: s.at, got: m, sample: s, ...(why !== undefined ? { why } : {}) });
     }
     for (const s of rule.samples.nomatch) {
       const ev = sampleEvent(s.line, s.at);
