@@ -6,6 +6,7 @@ import { Command } from 'commander';
 import { register as registerCheck } from './check.js';
 import { register as registerConfig } from './config.js';
 import { register as registerControl } from './control.js';
+import { register as registerRules } from './rules.js';
 import { register as registerRun } from './run.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -19,6 +20,7 @@ const program = new Command()
 registerCheck(program);
 registerConfig(program);
 registerControl(program);
+registerRules(program);
 registerRun(program);
 
 await program.parseAsync(process.argv);

@@ -89,7 +89,7 @@ export class RuleEngine {
       for (const name of r.userGroups) if ((user = groups[name]) !== undefined) break;
       if (user !== undefined) user = detach(user);
       const attempt = attemptOf(r, groups);
-      const base = { ip, ruleId: r.id, service: serviceOf(r, ev.program), class: r.class, attempt, event: ev };
+      const base = { ip, ruleId: r.id, service: serviceOf(r, ev.program, groups['service']), class: r.class, attempt, event: ev };
       return user === undefined ? base : { ...base, user };
     }
     return undefined;
@@ -106,7 +106,10 @@ function detach(s: string): string {
   return s.length < 13 ? s : ` ${s}`.slice(1); // V8 copies slices shorter than 13 characters anyway
 }
 
-function serviceOf(r: CompiledRule, program: string): Service {
+/** The pattern's `service` capture (mapped), else the program (mapped), else the rule's service. */
+function serviceOf(r: CompiledRule, program: string, captured: string | undefined): Service {
+  const byCapture = captured === undefined ? undefined : r.serviceByCapture.get(captured);
+  if (byCapture) return byCapture;
   for (const s of r.serviceByProgram) if (s.program.test(program)) return s.service;
   return r.service;
 }

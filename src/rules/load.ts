@@ -11,7 +11,12 @@ import { lintPattern } from './lint.js';
 export const SERVICES: readonly Service[] = ['smtp', 'imap', 'pop3', 'sieve', 'webmail', 'groupware', 'mail'];
 export const CLASSES: readonly RuleClass[] = ['auth', 'probe', 'reject', 'reject-temp', 'server-error'];
 
-export interface SampleMatch { readonly line: string; readonly ip: string; readonly user?: string; readonly service?: Service; readonly at: string }
+export interface SampleMatch {
+  readonly line: string; readonly ip: string; readonly user?: string; readonly service?: Service;
+  /** The attempts the line stands for (a summary's `total`; 1 otherwise), when the sample states it. */
+  readonly count?: number;
+  readonly at: string;
+}
 export interface SampleNoMatch { readonly line: string; readonly at: string }
 
 export interface CompiledRule {
@@ -24,9 +29,17 @@ export interface CompiledRule {
    * `service` otherwise.
    */
   readonly serviceByProgram: readonly { readonly program: RegExp; readonly service: Service }[];
+  /**
+   * The service by the text of the pattern's `service` group (`imap` in `imap-login: `), for one
+   * pattern that serves several login processes; it wins over serviceByProgram. Empty: no such group.
+   */
+  readonly serviceByCapture: ReadonlyMap<string, Service>;
   readonly class: RuleClass;
   readonly keywords: readonly string[];
   readonly re: RegExp;
+  /** The pattern as written in the file (with `{{fragment}}` references) and as expanded (what `re` runs). */
+  readonly pattern: string;
+  readonly expanded: string;
   /** Named groups holding the address / user, in order of preference. */
   readonly ipGroups: readonly string[];
   readonly userGroups: readonly string[];
@@ -44,6 +57,8 @@ export interface CompiledRule {
 export interface RuleFile {
   readonly path: string;
   readonly daemon: string;
+  /** The file's named pattern fragments (`fragments:`), name → regex text. */
+  readonly fragments: ReadonlyMap<string, string>;
   readonly programs: readonly string[];
   /** Rules also apply to headerless lines (the daemon's own log file). */
   readonly files: boolean;
@@ -60,6 +75,23 @@ export class RuleLoadError extends MailjailError {
 }
 
 const ID = /^[a-z0-9][a-z0-9-]{0,63}$/;
+const FRAGMENT_NAME = /^[a-z][a-z0-9_]{0,31}$/;
+/** A fragment reference in a pattern: `{{name}}` (a `\{` before it makes the braces literal). */
+const FRAGMENT_REF = /(?<!\\)\{\{([^{}\n]{0,64})\}\}/g;
+
+/**
+ * Replaces each `{{name}}` in `pattern` by the fragment's text. Fragments are one level deep (a
+ * fragment holds no reference), so one pass is the whole expansion. Returns the names it could not find.
+ */
+export function expandFragments(pattern: string, fragments: ReadonlyMap<string, string>): { expanded: string; unknown: string[] } {
+  const unknown: string[] = [];
+  const expanded = pattern.replace(FRAGMENT_REF, (ref, name: string) => {
+    const f = fragments.get(name);
+    if (f === undefined) { unknown.push(name); return ref; }
+    return f;
+  });
+  return { expanded, unknown };
+}
 
 export const escapeRegExp = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
@@ -116,8 +148,9 @@ export function readRuleFile(path: string, text: string, faults: RuleFault[]): R
     return out;
   };
 
-  const top = keysOf(root, ['daemon', 'description', 'programs', 'files', 'rules'], 'the file');
+  const top = keysOf(root, ['daemon', 'description', 'programs', 'files', 'fragments', 'rules'], 'the file');
   if (!top) return undefined;
+  const fragments = readFragments(top.get('fragments'), fault);
   const daemon = str(top.get('daemon'), 'daemon', root);
   const programs = strList(top.get('programs'), 'programs', root);
   const filesNode = top.get('files');
@@ -132,7 +165,7 @@ export function readRuleFile(path: string, text: string, faults: RuleFault[]): R
   }
   const rules: CompiledRule[] = [];
   for (const rn of rulesNode.items as YamlNode[]) {
-    const r = keysOf(rn, ['id', 'description', 'service', 'serviceByProgram', 'class', 'keywords', 'pattern', 'flags', 'attempt', 'samples'], 'a rule');
+    const r = keysOf(rn, ['id', 'description', 'service', 'serviceByProgram', 'serviceByCapture', 'class', 'keywords', 'pattern', 'flags', 'attempt', 'samples'], 'a rule');
     if (!r) continue;
     const ruleAt = at(rn);
     const id = str(r.get('id'), 'id', rn);
@@ -155,6 +188,22 @@ export function readRuleFile(path: string, text: string, faults: RuleFault[]): R
         }
       }
     }
+    const serviceByCapture = new Map<string, Service>();
+    const sbc = r.get('serviceByCapture');
+    if (sbc !== undefined) {
+      if (!isMap(sbc)) fault('MJ_RULE_SCHEMA', sbc, 'serviceByCapture must map texts of the service group to services');
+      else {
+        for (const pair of sbc.items) {
+          const k = isScalar(pair.key) ? pair.key.value : undefined;
+          const v = isScalar(pair.value) ? pair.value.value : undefined;
+          if (typeof k !== 'string' || typeof v !== 'string' || !SERVICES.includes(v as Service)) {
+            fault('MJ_RULE_SCHEMA', pair.key as YamlNode, `serviceByCapture: a captured text maps to one of ${SERVICES.join(', ')}`);
+            continue;
+          }
+          serviceByCapture.set(k, v as Service);
+        }
+      }
+    }
     const cls = str(r.get('class'), 'class', rn) as RuleClass | undefined;
     if (cls && !CLASSES.includes(cls)) fault('MJ_RULE_SCHEMA', r.get('class'), `class must be one of ${CLASSES.join(', ')}`);
     const keywords = strList(r.get('keywords'), 'keywords', rn);
@@ -169,19 +218,33 @@ export function readRuleFile(path: string, text: string, faults: RuleFault[]): R
     const attempt = attemptRead?.info;
     const samples = readSamples(r.get('samples'), rn, fault, keysOf, at);
     let re: RegExp | undefined;
+    let expanded = '';
     if (pattern !== undefined) {
       const nodeAt = at(r.get('pattern'));
-      for (const f of lintPattern(pattern)) faults.push({ code: f.code, at: nodeAt, message: `rule ${id ?? '?'}: ${f.message}` });
+      const x = expandFragments(pattern, fragments);
+      expanded = x.expanded;
+      for (const name of x.unknown) {
+        const known = [...fragments.keys()].join(', ') || 'none';
+        faults.push({ code: 'MJ_RULE_FRAGMENT', at: nodeAt, message: `rule ${id ?? '?'}: unknown fragment {{${name}}} (this file defines: ${known})` });
+      }
+      // Lint what will run: the expanded pattern.
+      for (const f of lintPattern(expanded)) faults.push({ code: f.code, at: nodeAt, message: `rule ${id ?? '?'}: ${f.message}` });
       try {
-        re = new RegExp(pattern, flags);
+        if (x.unknown.length === 0) re = new RegExp(expanded, flags);
       } catch (e) {
         faults.push({ code: 'MJ_RULE_BAD_REGEX', at: nodeAt, message: `rule ${id ?? '?'}: ${(e as Error).message}` });
       }
     }
+    const groups = [...expanded.matchAll(/\(\?<([A-Za-z][A-Za-z0-9_]*)>/g)].map((m) => m[1]!);
+    if (re && groups.includes('service') !== serviceByCapture.size > 0) {
+      fault('MJ_RULE_SCHEMA', groups.includes('service') ? r.get('pattern') : sbc, groups.includes('service')
+        ? `rule ${id ?? '?'}: the pattern has a (?<service>...) group but the rule no serviceByCapture map`
+        : `rule ${id ?? '?'}: serviceByCapture needs a (?<service>...) group in the pattern`);
+      continue;
+    }
     if (!id || !service || !cls || !keywords || !re || !attempt || !samples || !daemon) continue;
-    const groups = [...pattern!.matchAll(/\(\?<([A-Za-z][A-Za-z0-9_]*)>/g)].map((m) => m[1]!);
     rules.push({
-      id, daemon, service, serviceByProgram, class: cls, keywords, re,
+      id, daemon, service, serviceByProgram, serviceByCapture, class: cls, keywords, re, pattern: pattern!, expanded,
       ipGroups: groups.filter((g) => /^ip\d*$/.test(g)),
       userGroups: groups.filter((g) => /^user\d*$/.test(g)),
       hasSession: groups.includes('session'),
@@ -190,7 +253,34 @@ export function readRuleFile(path: string, text: string, faults: RuleFault[]): R
     });
   }
   if (!daemon || !programs) return undefined;
-  return { path, daemon, programs, files, rules };
+  return { path, daemon, fragments, programs, files, rules };
+}
+
+/**
+ * Reads `fragments:`, a map of name → regex text. A fragment must compile on its own (so a
+ * reference never splits a group) and may not reference another fragment: one level, in view.
+ */
+function readFragments(n: YamlNode | undefined, fault: Fault): Map<string, string> {
+  const out = new Map<string, string>();
+  if (n === undefined) return out;
+  if (!isMap(n)) { fault('MJ_RULE_SCHEMA', n, 'fragments must map names to regex text'); return out; }
+  for (const pair of n.items) {
+    const keyNode = pair.key as YamlNode;
+    const k = isScalar(pair.key) ? pair.key.value : undefined;
+    const v = isScalar(pair.value) ? pair.value.value : undefined;
+    if (typeof k !== 'string' || !FRAGMENT_NAME.test(k)) { fault('MJ_RULE_SCHEMA', keyNode, `fragment name must match ${FRAGMENT_NAME.source}`); continue; }
+    if (typeof v !== 'string' || v === '') { fault('MJ_RULE_SCHEMA', pair.value as YamlNode, `fragment ${k} must be a non-empty string`); continue; }
+    const nested = new RegExp(FRAGMENT_REF.source).exec(v);
+    if (nested) { fault('MJ_RULE_FRAGMENT', pair.value as YamlNode, `fragment ${k} references {{${nested[1]!}}}: fragments are one level deep, write the text out`); continue; }
+    try {
+      new RegExp(v);
+    } catch (e) {
+      fault('MJ_RULE_BAD_REGEX', pair.value as YamlNode, `fragment ${k}: ${(e as Error).message}`);
+      continue;
+    }
+    out.set(k, v);
+  }
+  return out;
 }
 
 type Fault = (code: string, n: YamlNode | null | undefined, message: string) => undefined;
@@ -237,7 +327,7 @@ function readSamples(
   }
   const match: SampleMatch[] = [];
   for (const it of matchNode.items as YamlNode[]) {
-    const m = keysOf(it, ['line', 'ip', 'user', 'service', 'note'], 'a match sample');
+    const m = keysOf(it, ['line', 'ip', 'user', 'service', 'count', 'note'], 'a match sample');
     if (!m) continue;
     const line = m.get('line'), ip = m.get('ip'), user = m.get('user');
     if (!isScalar(line) || typeof line.value !== 'string') { fault('MJ_RULE_SCHEMA', it, 'match sample needs a line'); continue; }
@@ -249,9 +339,14 @@ function readSamples(
     if (svc !== undefined && !(isScalar(svc) && SERVICES.includes(svc.value as Service))) {
       fault('MJ_RULE_SCHEMA', svc, `service must be one of ${SERVICES.join(', ')}`); continue;
     }
+    const cnt = m.get('count');
+    if (cnt !== undefined && !(isScalar(cnt) && Number.isInteger(cnt.value) && (cnt.value as number) >= 0)) {
+      fault('MJ_RULE_SCHEMA', cnt, 'count must be a whole number'); continue;
+    }
     const base = {
       line: line.value, ip: ip.value, at: at(it),
       ...(svc !== undefined ? { service: (svc as { value: Service }).value } : {}),
+      ...(cnt !== undefined ? { count: (cnt as { value: number }).value } : {}),
     };
     match.push(user === undefined ? base : { ...base, user: String((user as { value: unknown }).value) });
   }
