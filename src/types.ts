@@ -118,6 +118,8 @@ export type BanDecision =
 export interface Source {
   readonly name: string;
   records(signal: AbortSignal): AsyncIterable<readonly RawRecord[]>;
+  /** What the source counts about itself (received, denied, dropped...): its numeric fields are exported as metrics and shown by `status`. */
+  stats?(): object;
 }
 
 export interface ApplyReport {

@@ -10,7 +10,7 @@ import type { RuleEngine } from '../rules/engine.js';
 import { loadRulePack } from '../rules/pack.js';
 import { ClusterEnforcer } from '../cluster/enforcer.js';
 import { ClusterPublisher } from '../cluster/publisher.js';
-import { SharedCounter, type SharedPolicy } from '../state/redis-counter.js';
+import { SharedCounter, type SharedPolicy } from '../cluster/shared-counter.js';
 import { loadAllowlist } from '../state/allowlist.js';
 import { Decider, type RestoreIssue } from '../state/decider.js';
 import { Ledger } from '../state/ledger.js';
@@ -20,7 +20,7 @@ import { MailjailError } from '../types.js';
 import type { BanEntry, BanResult, ControlHandlers, ReloadResult, StatusResult, UnbanResult } from '../control/protocol.js';
 import type { FirewallConfig, MailjailConfig, PolicyConfig, SourceConfig } from './config.js';
 import { MANUAL_POLICY_NAME } from './config.js';
-import { formatDuration } from './duration.js';
+import { formatDuration } from '../lib/duration.js';
 import { EvidenceLog } from './evidence.js';
 import { FirewallSink } from './firewall-sink.js';
 import type { Metrics } from './metrics.js';
@@ -112,8 +112,8 @@ function readsSources(c: MailjailConfig): boolean {
 
 /** The numeric part of what a source says about itself (sources may offer `stats()`). */
 function sourceStats(src: Source | undefined): Record<string, number> | undefined {
-  const st = (src as { stats?: () => unknown } | undefined)?.stats?.();
-  if (!st || typeof st !== 'object') return undefined;
+  const st = src?.stats?.();
+  if (!st) return undefined;
   const out: Record<string, number> = {};
   for (const [k, v] of Object.entries(st)) if (typeof v === 'number') out[k] = v;
   return out;
