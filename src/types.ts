@@ -1,5 +1,11 @@
 // Stage-boundary types. Every stage imports from here and from nowhere upstream of itself:
 //   sources → RawRecord → parse → LogEvent → rules → Match → state → BanDecision → firewall
+// Each stage is a folder under src/ (plus cluster/ for Redis, control/ for the socket, cli/, and
+// lib/ for shared helpers). src/daemon/ wires them, one job per file: pipeline.ts is the per-batch
+// path (records → parse → match → decide → sink); start.ts the start-up order (and shutdown);
+// supervisor.ts runs and restarts sources; reload.ts swaps config, rules and sources (new built
+// before old stopped); control-handlers.ts answers the control socket; cluster-wiring.ts connects
+// the Redis links; housekeeping.ts is the periodic tick; daemon.ts the facade the CLI holds.
 
 /** A validated, canonical IP address. Minted only by `parse/ip.ts` (IPv4 dotted quad, IPv6 RFC 5952, ::ffff: unmapped). */
 export type Ip = string & { readonly __brand: 'Ip' };
@@ -124,6 +130,8 @@ export type BanDecision =
 export interface Source {
   readonly name: string;
   records(signal: AbortSignal): AsyncIterable<readonly RawRecord[]>;
+  /** What the source counts about itself (received, denied, dropped...): its numeric fields are exported as metrics and shown by `status`. */
+  stats?(): object;
 }
 
 export interface ApplyReport {

@@ -152,10 +152,10 @@ export async function runCheck(files: string[], opts: CheckOptions, out: NodeJS.
           s.banLine.set(d.target, { line, file: src.name });
         }
       }
-      progress?.update(s.lines + src.stats.lines, s.matched, s.bans.length);
+      progress?.update(s.lines + src.stats().lines, s.matched, s.bans.length);
     }
-    s.lines += src.stats.lines;
-    s.oversize += src.stats.oversize;
+    s.lines += src.stats().lines;
+    s.oversize += src.stats().oversize;
   }
   progress?.done();
   // Outages still in progress when the input ends: reported with the end they would have.

@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../daemon/config.js';
 import { DEFAULT_CONFIG_YAML } from '../daemon/default-config.js';
-import { formatDuration } from '../daemon/duration.js';
+import { formatDuration } from '../lib/duration.js';
 import { action } from '../daemon/report-error.js';
 import { loadRulePack } from '../rules/pack.js';
 

@@ -5,7 +5,7 @@ import { formatBans, formatStatus } from '../control/format.js';
 import type { BanEntry, BanResult, ReloadResult, StatusResult, UnbanResult } from '../control/protocol.js';
 import { parseTarget } from '../control/target.js';
 import { loadConfig } from '../daemon/config.js';
-import { formatDuration, parseDuration } from '../daemon/duration.js';
+import { formatDuration, parseDuration } from '../lib/duration.js';
 import { action } from '../daemon/report-error.js';
 import { MailjailError } from '../types.js';
 

@@ -1,6 +1,6 @@
 // Human-readable renderings of control results for the terminal (the --json forms print the
 // protocol objects as they are).
-import { formatDuration } from '../daemon/duration.js';
+import { formatDuration } from '../lib/duration.js';
 import type { BanEntry, StatusResult } from './protocol.js';
 
 function table(rows: readonly (readonly string[])[]): string {

@@ -8,8 +8,6 @@ export const PROTOCOL_VERSION = 1;
 export const MAX_REQUEST_BYTES = 64 * 1024;
 export const MAX_RESPONSE_BYTES = 256 * 1024 * 1024;
 
-export type ControlCommand = 'status' | 'bans' | 'ban' | 'unban' | 'reload';
-
 export interface ControlRequest {
   readonly v: number;
   readonly id: number;

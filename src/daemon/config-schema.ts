@@ -2,7 +2,7 @@
 // plain JS value) so that every error can name file, line and key. Kept in one table so the
 // docs (docs/daemon.md) and the validator describe the same thing.
 import { parseCidr } from '../parse/ip.js';
-import { parseDuration } from './duration.js';
+import { parseDuration } from '../lib/duration.js';
 
 export type Field =
   | { readonly kind: 'str'; readonly enum?: readonly string[]; readonly check?: (s: string) => string | undefined }

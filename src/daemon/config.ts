@@ -5,7 +5,7 @@ import type { ClusterRole, RedisConfig } from '../cluster/config.js';
 import { REDIS_DEFAULTS } from '../cluster/config.js';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { basename, dirname, join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument } from 'yaml';
 import type { Document, Node as YNode } from 'yaml';
@@ -656,9 +656,4 @@ export function loadConfig(opts: LoadOptions = {}): MailjailConfig {
     main = { file: '<embedded default>', text: DEFAULT_CONFIG_YAML };
   }
   return configFromTexts([main, ...dropInsFor(mainPath).map(read)]);
-}
-
-/** Short file name for messages where the full path is noise. */
-export function shortName(file: string): string {
-  return file.startsWith('<') ? file : basename(file);
 }

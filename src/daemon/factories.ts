@@ -1,10 +1,10 @@
 // Config sections → stage objects: the sources and the firewall backend named in mailjail.yaml.
-// Kept apart from pipeline.ts so that tests can hand the daemon their own sources and backends.
+// Kept apart from start.ts so that tests can hand the daemon their own sources and backends.
 import { createBackend } from '../firewall/index.js';
 import { JournaldSource, SyslogSource } from '../sources/index.js';
 import type { FirewallBackend, Source } from '../types.js';
 import type { FirewallConfig, SourceConfig } from './config.js';
-import type { FirewallContext, SourceContext } from './pipeline.js';
+import type { FirewallContext, SourceContext } from './deps.js';
 
 export function makeSource(cfg: SourceConfig, ctx: SourceContext): Source {
   if (cfg.type === 'journald') {

@@ -10,9 +10,10 @@ import type { Counter } from 'prom-client';
 import type { Metrics } from './metrics.js';
 import { RateLimitedLog } from './rate-limit.js';
 
+/** What the kernel must hold (target → until ms), for start-up reconcile, recovery and repair. */
+export type KernelBans = () => ReadonlyMap<string, number>;
+
 export interface FirewallSinkOptions {
-  /** The ledger's active bans (target → until ms) for start-up reconcile and recovery. */
-  readonly activeBans: () => ReadonlyMap<string, number>;
   readonly checkIntervalMs?: number;
   readonly baseDelayMs?: number;
   readonly maxDelayMs?: number;
@@ -24,12 +25,14 @@ export class FirewallSink {
   private seen = { applied: 0, failures: 0, rejected: 0, repairs: 0 };
   /** Entries put back into the kernel after it lost them (flushed set, recreated set). */
   private readonly repairs: Counter<'backend'>;
+  /** Given at start(): the firewall reconciles with nothing before it is started. */
+  private kernelBans: KernelBans = () => new Map();
 
-  constructor(backend: FirewallBackend, private readonly metrics: Metrics, private readonly log: Logger, opts: FirewallSinkOptions) {
+  constructor(backend: FirewallBackend, private readonly metrics: Metrics, private readonly log: Logger, opts: FirewallSinkOptions = {}) {
     this.warn = new RateLimitedLog(log, { intervalMs: 60_000 });
     this.repairs = metrics.counter('mailjail_firewall_repairs_total', 'Ban entries re-applied because the kernel had lost them (set flushed or recreated), by backend', ['backend']);
     this.fw = new ResilientFirewall(backend, {
-      activeBans: opts.activeBans,
+      activeBans: () => this.kernelBans(),
       onEvent: (e) => this.onEvent(e),
       ...(opts.checkIntervalMs !== undefined ? { checkIntervalMs: opts.checkIntervalMs } : {}),
       ...(opts.baseDelayMs !== undefined ? { baseDelayMs: opts.baseDelayMs } : {}),
@@ -50,8 +53,13 @@ export class FirewallSink {
     return { applied: s.applied, failed: s.failures + s.rejected, pending: s.pending };
   }
 
-  /** healthcheck + ensure + reconcile with the ledger; throws when the firewall cannot be set up. */
-  async start(): Promise<void> {
+  /**
+   * healthcheck + ensure + reconcile with `kernelBans` (the ledger's bans, and the cluster's applied
+   * here); throws when the firewall cannot be set up. Taking them here rather than at construction
+   * lets the cluster enforcer, which applies through this sink, be built after it.
+   */
+  async start(kernelBans: KernelBans): Promise<void> {
+    this.kernelBans = kernelBans;
     const rep = await this.fw.start();
     if (rep) {
       this.log.info({ added: rep.added, updated: rep.updated, removed: rep.removed, kept: rep.kept, failed: rep.failed.length },

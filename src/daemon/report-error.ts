@@ -4,7 +4,7 @@ import { MailjailError } from '../types.js';
 import { ControlRefusal } from '../control/client.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 
-export function reportError(e: unknown): number {
+function reportError(e: unknown): number {
   if (e instanceof MailjailError) {
     process.stderr.write(`mailjail: ${e.message}\n`);
     return e instanceof ControlRefusal ? EXIT.REFUSED : exitCodeFor(e.code);

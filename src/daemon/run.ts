@@ -8,7 +8,8 @@ import { EXIT } from './exit-codes.js';
 import { makeFirewall, makeSource } from './factories.js';
 import { createLogger, type Logger } from './logger.js';
 import { Metrics, serveMetrics, type MetricsServer } from './metrics.js';
-import { Daemon, type DaemonDeps } from './pipeline.js';
+import { Daemon } from './daemon.js';
+import type { DaemonDeps } from './deps.js';
 import { version } from './version.js';
 
 export interface RunOptions {

@@ -20,7 +20,7 @@ export interface FileSourceStats {
 
 export class FileSource implements Source {
   readonly name: string;
-  readonly stats: FileSourceStats = { lines: 0, bytes: 0, oversize: 0 };
+  private readonly counts: FileSourceStats = { lines: 0, bytes: 0, oversize: 0 };
   private readonly maxLine: number;
   private readonly chunk: number;
 
@@ -31,10 +31,14 @@ export class FileSource implements Source {
     this.chunk = opts.chunk ?? 1 << 16;
   }
 
+  stats(): Readonly<FileSourceStats> {
+    return this.counts;
+  }
+
   async *records(signal: AbortSignal): AsyncIterable<readonly RawRecord[]> {
     const chunks = this.path === '-' ? this.stdin : readChunks(this.path, this.chunk);
     const kind: Origin['kind'] = this.path === '-' ? 'stdin' : 'file';
-    const stats = this.stats;
+    const stats = this.counts;
     let carry: Buffer | undefined; // bytes after the last newline of the previous chunk
     let skipping = false; // inside an over-long line: drop bytes up to the next newline
     let lineNo = 0;

@@ -1,6 +1,4 @@
-// Public surface of the sources stage (what daemon/pipeline.ts imports).
-export { SyslogSource, type SyslogListenerConfig, type SyslogTlsConfig, type SyslogStats } from './syslog.js';
-export { JournaldSource, lastCursor, DEFAULT_JOURNAL_FIELDS, type JournaldSourceConfig, type JournaldStats } from './journald.js';
-export { journalFilter, type JournalFilter } from './journal-filter.js';
-export type { PeerCounters } from './peers.js';
-export { FileSource, type FileSourceOptions, type FileSourceStats } from './file.js';
+// The sources the daemon builds from its config (daemon/factories.ts). `mailjail check` reads
+// files with sources/file.ts directly.
+export { SyslogSource } from './syslog.js';
+export { JournaldSource } from './journald.js';

@@ -9,7 +9,7 @@ import { banToken, loadClusterKeys, signEntry } from '../../src/cluster/signing.
 import { haveRedis, RedisServer } from './redis-server.js';
 import { ban, capturingLog, Host, quiet, redisCfg, TEST_KEY_FILE, unban, until } from './helpers.js';
 import { ClusterEnforcer } from '../../src/cluster/enforcer.js';
-import { SharedCounter } from '../../src/state/redis-counter.js';
+import { SharedCounter } from '../../src/cluster/shared-counter.js';
 import { resolveFirewallConfig } from '../../src/firewall/config.js';
 import { IpsetBackend } from '../../src/firewall/ipset.js';
 import { mkdtempSync, writeFileSync } from 'node:fs';

@@ -1,7 +1,7 @@
 // The shared-counting Lua script against a real redis-server: atomic under concurrency, sliding window.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { SharedCounter } from '../../src/state/redis-counter.js';
+import { SharedCounter } from '../../src/cluster/shared-counter.js';
 import type { Ip } from '../../src/types.js';
 import { quiet, redisCfg, until } from './helpers.js';
 import { haveRedis, RedisServer } from './redis-server.js';

@@ -4,7 +4,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, configFromTexts, formatProblem, loadConfig } from '../../src/daemon/config.js';
 import { DEFAULT_CONFIG_YAML } from '../../src/daemon/default-config.js';
-import { formatDuration, parseDuration } from '../../src/daemon/duration.js';
+import { formatDuration, parseDuration } from '../../src/lib/duration.js';
 
 // Compiled to dist/test/daemon: fixtures stay in the source tree.
 const FIX = fileURLToPath(new URL('../../../test/fixtures/config/', import.meta.url));

@@ -9,7 +9,7 @@ import { createBackend } from '../../src/firewall/index.js';
 import type { MailjailConfig } from '../../src/daemon/config.js';
 import { createLogger } from '../../src/daemon/logger.js';
 import { Metrics } from '../../src/daemon/metrics.js';
-import { Daemon } from '../../src/daemon/pipeline.js';
+import { Daemon } from '../../src/daemon/daemon.js';
 import { loadRulePack } from '../../src/rules/pack.js';
 import type { FirewallBackend, Ip } from '../../src/types.js';
 import { addNetns, delNetns, kernelSkipReason, nsExec } from '../firewall/netns.js';

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { createBackend } from '../../src/firewall/index.js';
 import { createLogger } from '../../src/daemon/logger.js';
 import { Metrics } from '../../src/daemon/metrics.js';
-import { Daemon } from '../../src/daemon/pipeline.js';
+import { Daemon } from '../../src/daemon/daemon.js';
 import { loadRulePack } from '../../src/rules/pack.js';
 import { fill, mountTmpfs, unmount } from '../state/tmpfs.js';
 import { PushSource, logSink, sasl, tempDir, testConfig, waitFor } from './helpers.js';

@@ -9,7 +9,7 @@ import { configFromTexts } from '../../src/daemon/config.js';
 import { makeFirewall, makeSource } from '../../src/daemon/factories.js';
 import { createLogger } from '../../src/daemon/logger.js';
 import { Metrics } from '../../src/daemon/metrics.js';
-import { Daemon } from '../../src/daemon/pipeline.js';
+import { Daemon } from '../../src/daemon/daemon.js';
 import { RULES, logSink, tempDir, waitFor } from './helpers.js';
 
 const JREMOTE = ['/lib/systemd/systemd-journal-remote', '/usr/lib/systemd/systemd-journal-remote']

@@ -6,7 +6,7 @@ import { createBackend } from '../../src/firewall/index.js';
 import type { MailjailConfig } from '../../src/daemon/config.js';
 import { createLogger } from '../../src/daemon/logger.js';
 import { Metrics } from '../../src/daemon/metrics.js';
-import { Daemon, type DaemonDeps } from '../../src/daemon/pipeline.js';
+import { Daemon, type DaemonDeps } from '../../src/daemon/daemon.js';
 import { loadRulePack } from '../../src/rules/pack.js';
 import type { FirewallBackend } from '../../src/types.js';
 import { PushSource, RULES, logSink, sasl, tempDir, testConfig, waitFor } from './helpers.js';

@@ -28,8 +28,8 @@ test('file source: any chunk size gives the same lines and line numbers (UTF-8, 
       const src = new FileSource(path, { chunk, maxLine: 100 });
       assert.deepEqual(await lines(src), want);
       const content = ls.join('\n') + (finalNl ? '\n' : '');
-      assert.equal(src.stats.lines, (content.match(/\n/g)?.length ?? 0) + (content !== '' && !content.endsWith('\n') ? 1 : 0));
-      assert.equal(src.stats.oversize, ls.filter((l) => l.length > 100).length);
+      assert.equal(src.stats().lines, (content.match(/\n/g)?.length ?? 0) + (content !== '' && !content.endsWith('\n') ? 1 : 0));
+      assert.equal(src.stats().oversize, ls.filter((l) => l.length > 100).length);
     }), { numRuns: 200 });
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -7,10 +7,10 @@
 // is the fallback while Redis is unreachable (attempts not shared then are counted as `unshared`).
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { RedisConfig } from '../cluster/config.js';
-import { openRedis } from '../cluster/connect.js';
+import type { RedisConfig } from './config.js';
+import { openRedis } from './connect.js';
 import type { Cidr, Ip } from '../types.js';
-import type { CountedAttempt } from './decider.js';
+import type { CountedAttempt } from '../state/decider.js';
 
 // KEYS[1] zset; ARGV: window ms, maxretry, member prefix, n. Returns the count after adding.
 const SCRIPT = `
