@@ -59,8 +59,12 @@ export interface LogEvent {
   readonly origin: Origin;
 }
 
-export type RuleClass = 'auth' | 'probe' | 'reject';
-export type Service = 'smtp' | 'imap' | 'pop3' | 'sieve' | 'webmail' | 'groupware' | 'mail';
+/** Rule classes: the one list rule files, policies and the config are checked against. */
+export const RULE_CLASSES = ['auth', 'probe', 'reject'] as const;
+export type RuleClass = (typeof RULE_CLASSES)[number];
+/** Services a rule can name: the one list rule files, policies and the config are checked against. */
+export const SERVICES = ['smtp', 'imap', 'pop3', 'sieve', 'webmail', 'groupware', 'mail'] as const;
+export type Service = (typeof SERVICES)[number];
 
 /**
  * How one matched line relates to the attempt it reports, so that state counts each attempt once

@@ -9,6 +9,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument } from 'yaml';
 import type { Document, Node as YNode } from 'yaml';
+import { resolveFirewallConfig, type FirewallConfig, type ResolvedFirewallConfig } from '../firewall/config.js';
 import { parseCidr } from '../parse/ip.js';
 import { MANUAL_POLICY } from '../state/decider.js';
 import type { Cidr, RuleClass, Service } from '../types.js';
@@ -71,19 +72,6 @@ export interface PolicyConfig {
 /** Reserved by the state stage for operator bans that name no policy. */
 export const MANUAL_POLICY_NAME = MANUAL_POLICY;
 
-/** Handed to the firewall stage as is (its resolveFirewallConfig fills the rest). */
-export interface FirewallConfig {
-  readonly backend: 'ipset' | 'nftables' | 'dry-run';
-  readonly ports: readonly number[] | 'all';
-  /** Kernel object name prefix: ipset sets <prefix>-v4/-v6, chain <PREFIX>, nft table <prefix>. */
-  readonly prefix: string;
-  readonly chain?: string;
-  readonly table?: string;
-  readonly maxelem: number;
-  readonly target: 'drop' | 'reject';
-  readonly ipv6: boolean;
-}
-
 export interface MailjailConfig {
   /** Files that made this config, in merge order ("<embedded default>" for the built-in one). */
   readonly files: readonly string[];
@@ -94,7 +82,8 @@ export interface MailjailConfig {
   readonly policies: readonly PolicyConfig[];
   /** CIDRs and host names (host names are resolved by the state stage). */
   readonly allowlist: readonly string[];
-  readonly firewall: FirewallConfig;
+  /** As the firewall stage resolves it (its defaults, its derived names). */
+  readonly firewall: ResolvedFirewallConfig;
   readonly metrics: { readonly enabled: boolean; readonly host: string; readonly port: number };
   readonly control: { readonly socket: string };
   /** Cluster role (docs/cluster.md); absent = both (one host). */
@@ -102,8 +91,6 @@ export interface MailjailConfig {
   /** Redis for ban propagation; absent = no cluster. */
   readonly redis?: RedisConfig;
 }
-
-export const DEFAULT_PORTS = [25, 465, 587, 110, 995, 143, 993, 4190] as const;
 
 // ---------------------------------------------------------------------------------------------
 // Problems and errors.
@@ -505,17 +492,13 @@ function resolveMerged(m: Plain, locs: Map<string, Loc>, files: readonly string[
   }
   if (policies.length === 0) problem('MJ_CONFIG_MISSING', 'policies', 'no enabled policy: add one under "policies"');
 
-  const fw = obj(m['firewall']);
-  const firewall: FirewallConfig = {
-    backend: (fw['backend'] as FirewallConfig['backend'] | undefined) ?? 'ipset',
-    ports: (fw['ports'] as FirewallConfig['ports'] | undefined) ?? [...DEFAULT_PORTS],
-    prefix: (fw['prefix'] as string | undefined) ?? 'mailjail',
-    ...(typeof fw['chain'] === 'string' ? { chain: fw['chain'] } : {}),
-    ...(typeof fw['table'] === 'string' ? { table: fw['table'] } : {}),
-    maxelem: (fw['maxelem'] as number | undefined) ?? 65_536,
-    target: (fw['target'] as FirewallConfig['target'] | undefined) ?? 'drop',
-    ipv6: fw['ipv6'] !== false,
-  };
+  // The schema checked each field with the firewall stage's own rules; its defaults fill the rest.
+  let firewall: ResolvedFirewallConfig | undefined;
+  try {
+    firewall = resolveFirewallConfig(obj(m['firewall']) as FirewallConfig);
+  } catch (e) {
+    problem('MJ_CONFIG_VALUE', 'firewall', (e as Error).message);
+  }
 
   const met = obj(m['metrics']);
   const metricsListen = parseListen(typeof met['listen'] === 'string' ? met['listen'] : '127.0.0.1:9761')!;
@@ -569,7 +552,7 @@ function resolveMerged(m: Plain, locs: Map<string, Loc>, files: readonly string[
     sources,
     policies,
     allowlist: (m['allowlist'] as string[] | undefined) ?? [],
-    firewall,
+    firewall: firewall!,
     metrics: { enabled: met['enabled'] !== false, ...metricsListen },
     control: { socket: typeof obj(m['control'])['socket'] === 'string' ? abs('control.socket', obj(m['control'])['socket'] as string) : '/run/mailjail/control.sock' },
     ...(m['role'] !== undefined ? { role } : {}),

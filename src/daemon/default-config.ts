@@ -35,7 +35,7 @@ allowlist: []
 
 firewall:
   backend: ipset          # ipset | nftables | dry-run
-  ports: [25, 465, 587, 110, 995, 143, 993, 4190]
+  # ports: default the mail ports (25, 465, 587, 110, 995, 143, 993, 4190); "all" for every port
 
 state:
   dir: /var/lib/mailjail

@@ -18,7 +18,8 @@ import { DEFAULT_ESCALATION_WINDOW, historyMsFor, type Policy } from '../state/p
 import type { BanDecision, Cidr, FirewallBackend, Ip, Match, RawRecord, Source } from '../types.js';
 import { MailjailError } from '../types.js';
 import type { BanEntry, BanResult, ControlHandlers, ReloadResult, StatusResult, UnbanResult } from '../control/protocol.js';
-import type { FirewallConfig, MailjailConfig, PolicyConfig, SourceConfig } from './config.js';
+import type { ResolvedFirewallConfig } from '../firewall/config.js';
+import type { MailjailConfig, PolicyConfig, SourceConfig } from './config.js';
 import { MANUAL_POLICY_NAME } from './config.js';
 import { formatDuration } from './duration.js';
 import { EvidenceLog } from './evidence.js';
@@ -49,7 +50,7 @@ export interface DaemonDeps {
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly makeSource: (cfg: SourceConfig, ctx: SourceContext) => Source;
-  readonly makeFirewall: (cfg: FirewallConfig, ctx: FirewallContext) => FirewallBackend;
+  readonly makeFirewall: (cfg: ResolvedFirewallConfig, ctx: FirewallContext) => FirewallBackend;
   readonly loadRules?: (dir: string) => RuleEngine;
   readonly resolveHost?: (host: string) => Promise<string[]>;
   /** Add this machine's addresses and loopback to the allowlist (default true; tests turn it off). */

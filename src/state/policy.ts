@@ -1,6 +1,6 @@
 // Policies: which matches count, how many within which window, and how long the ban lasts.
 // Several run at once (like fail2ban jails), each with its own counters, bans and history.
-import { MailjailError } from '../types.js';
+import { MailjailError, RULE_CLASSES } from '../types.js';
 import type { Match, RuleClass, Service } from '../types.js';
 
 export interface Policy {
@@ -45,8 +45,6 @@ export const DEFAULT_POLICY: Policy = Object.freeze({
   ipv6Prefix: 64,
 });
 
-const CLASSES: readonly RuleClass[] = ['auth', 'probe', 'reject'];
-
 function bad(p: Policy, what: string): never {
   throw new MailjailError('MJ_STATE_POLICY', `policy "${p.name}": ${what}`);
 }
@@ -57,7 +55,7 @@ const posNum = (x: unknown): boolean => typeof x === 'number' && Number.isFinite
 /** Throws MJ_STATE_POLICY naming the first bad field. */
 export function validatePolicy(p: Policy): void {
   if (typeof p.name !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(p.name)) bad(p, 'name must be 1-64 of [A-Za-z0-9_.-]');
-  if (!Array.isArray(p.classes) || p.classes.length === 0 || p.classes.some((c) => !CLASSES.includes(c))) bad(p, `classes must be a non-empty list of ${CLASSES.join('|')}`);
+  if (!Array.isArray(p.classes) || p.classes.length === 0 || p.classes.some((c) => !RULE_CLASSES.includes(c))) bad(p, `classes must be a non-empty list of ${RULE_CLASSES.join('|')}`);
   if (p.services !== undefined && (!Array.isArray(p.services) || p.services.length === 0)) bad(p, 'services must be a non-empty list or absent');
   if (!posInt(p.maxretry) || p.maxretry > 1000) bad(p, 'maxretry must be an integer 1..1000');
   if (!posNum(p.findtime)) bad(p, 'findtime must be > 0 seconds');
