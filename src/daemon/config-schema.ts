@@ -3,7 +3,9 @@
 // docs (docs/daemon.md) and the validator describe the same thing.
 import { FIREWALL_BACKENDS, FIREWALL_TARGETS, MAXELEM, checkFirewallName, checkPorts } from '../firewall/config.js';
 import { parseCidr } from '../parse/ip.js';
+import type { Policy } from '../state/policy.js';
 import { RULE_CLASSES, SERVICES } from '../types.js';
+import type { RuleClass } from '../types.js';
 import { parseDuration } from './duration.js';
 
 export type Field =
@@ -67,6 +69,24 @@ const ports: Field = {
     return { ok: v === 'all' ? 'all' : [...new Set(v as number[])] };
   },
 };
+
+const MINUTE = 60_000, HOUR = 60 * MINUTE, DAY = 24 * HOUR;
+
+/**
+ * What a policy's unwritten fields are (durations in ms): the one place these defaults are written.
+ * `escalation` and `recidive` apply only when the policy has that section; their defaults fill the
+ * fields it leaves out.
+ */
+export const POLICY_DEFAULTS = {
+  classes: ['auth'] as readonly RuleClass[],
+  maxretry: 5,
+  findtime: 10 * MINUTE,
+  bantime: HOUR,
+  ipv4Prefix: 32,
+  ipv6Prefix: 64,
+  escalation: { factor: 2, maxBantime: 7 * DAY, window: 30 * DAY },
+  recidive: { bans: 3, window: DAY, bantime: 7 * DAY },
+} as const satisfies Omit<Required<Policy>, 'name' | 'services' | 'distinctUsers'>;
 
 export const SCHEMA: Field = {
   kind: 'obj',

@@ -12,12 +12,14 @@ import type { Document, Node as YNode } from 'yaml';
 import { resolveFirewallConfig, type FirewallConfig, type ResolvedFirewallConfig } from '../firewall/config.js';
 import { parseCidr } from '../parse/ip.js';
 import { MANUAL_POLICY } from '../state/decider.js';
+import type { Policy } from '../state/policy.js';
 import type { Cidr, RuleClass, Service } from '../types.js';
 import { MailjailError } from '../types.js';
-import { SCHEMA, checkName, durationOf, parseListen, type Field } from './config-schema.js';
+import { POLICY_DEFAULTS, SCHEMA, checkName, durationOf, parseListen, type Field } from './config-schema.js';
 import { DEFAULT_CONFIG_YAML } from './default-config.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/mailjail/mailjail.yaml';
+const EMBEDDED_DEFAULT = '<embedded default>';
 /** Built-in rule pack: <app>/rules, found relative to this module (dist/src/daemon → app root). */
 export const BUILTIN_RULES_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../../rules');
 
@@ -52,23 +54,6 @@ export interface SyslogSourceConfig {
 
 export type SourceConfig = JournaldSourceConfig | SyslogSourceConfig;
 
-export interface PolicyConfig {
-  readonly name: string;
-  readonly classes: readonly RuleClass[];
-  /** Services that count; undefined = all. */
-  readonly services?: readonly Service[];
-  readonly maxretry: number;
-  readonly findtime: number;
-  readonly bantime: number;
-  /** bantime × factor^level (level = earlier bans within `window`, default 30 days), capped at maxBantime. */
-  readonly escalation?: { readonly factor: number; readonly maxBantime: number; readonly window?: number };
-  readonly recidive?: { readonly bans: number; readonly window: number; readonly bantime: number };
-  readonly ipv4Prefix: number;
-  readonly ipv6Prefix: number;
-  /** The last maxretry attempts must name at least this many distinct users. */
-  readonly distinctUsers?: number;
-}
-
 /** Reserved by the state stage for operator bans that name no policy. */
 export const MANUAL_POLICY_NAME = MANUAL_POLICY;
 
@@ -79,7 +64,8 @@ export interface MailjailConfig {
   readonly rules: { readonly dir: string };
   readonly state: { readonly dir: string; readonly maxTracked: number };
   readonly sources: readonly SourceConfig[];
-  readonly policies: readonly PolicyConfig[];
+  /** The state stage's policies, as the decider runs them (durations in ms, defaults filled). */
+  readonly policies: readonly Policy[];
   /** CIDRs and host names (host names are resolved by the state stage). */
   readonly allowlist: readonly string[];
   /** As the firewall stage resolves it (its defaults, its derived names). */
@@ -456,32 +442,40 @@ function resolveMerged(m: Plain, locs: Map<string, Loc>, files: readonly string[
   // An enforcer-only mail host (docs/cluster.md) reads no logs.
   if (sources.length === 0 && problems.length === problemsBeforeSources && !(m['role'] === 'enforcer' && m['redis'] !== undefined)) problem('MJ_CONFIG_MISSING', 'sources', 'no enabled source: add one under "sources"');
 
-  const policies: PolicyConfig[] = [];
+  const policies: Policy[] = [];
   for (const [name, rawPol] of Object.entries(obj(m['policies']))) {
     const p = obj(rawPol);
     const key = `policies.${name}`;
     if (p['enabled'] === false) continue;
-    const num = (k: string, d: number): number => (typeof p[k] === 'number' ? p[k] : d);
+    // Durations were converted to ms by the schema; unwritten fields take POLICY_DEFAULTS.
+    const D = POLICY_DEFAULTS;
+    const num = (o: Plain, k: string, d: number): number => (typeof o[k] === 'number' ? o[k] : d);
     const esc = isPlainObject(p['escalation']) ? p['escalation'] : undefined;
     const rec = isPlainObject(p['recidive']) ? p['recidive'] : undefined;
-    const bantime = num('bantime', 3_600_000);
-    const pol: PolicyConfig = {
+    const bantime = num(p, 'bantime', D.bantime);
+    const pol: Policy = {
       name,
-      classes: (p['classes'] as RuleClass[] | undefined) ?? ['auth'],
+      classes: (p['classes'] as RuleClass[] | undefined) ?? D.classes,
       ...(Array.isArray(p['services']) ? { services: [...new Set(p['services'] as Service[])] } : {}),
-      maxretry: num('maxretry', 5),
-      findtime: num('findtime', 600_000),
+      maxretry: num(p, 'maxretry', D.maxretry),
+      findtime: num(p, 'findtime', D.findtime),
       bantime,
       ...(esc ? {
         escalation: {
-          factor: typeof esc['factor'] === 'number' ? esc['factor'] : 2,
-          maxBantime: typeof esc['maxBantime'] === 'number' ? esc['maxBantime'] : 7 * 86_400_000,
-          ...(typeof esc['window'] === 'number' ? { window: esc['window'] } : {}),
+          factor: num(esc, 'factor', D.escalation.factor),
+          maxBantime: num(esc, 'maxBantime', D.escalation.maxBantime),
+          window: num(esc, 'window', D.escalation.window),
         },
       } : {}),
-      ...(rec ? { recidive: { bans: typeof rec['bans'] === 'number' ? rec['bans'] : 3, window: typeof rec['window'] === 'number' ? rec['window'] : 86_400_000, bantime: typeof rec['bantime'] === 'number' ? rec['bantime'] : 7 * 86_400_000 } } : {}),
-      ipv4Prefix: num('ipv4Prefix', 32),
-      ipv6Prefix: num('ipv6Prefix', 64),
+      ...(rec ? {
+        recidive: {
+          bans: num(rec, 'bans', D.recidive.bans),
+          window: num(rec, 'window', D.recidive.window),
+          bantime: num(rec, 'bantime', D.recidive.bantime),
+        },
+      } : {}),
+      ipv4Prefix: num(p, 'ipv4Prefix', D.ipv4Prefix),
+      ipv6Prefix: num(p, 'ipv6Prefix', D.ipv6Prefix),
       ...(typeof p['distinctUsers'] === 'number' ? { distinctUsers: p['distinctUsers'] } : {}),
     };
     if (name === MANUAL_POLICY_NAME) problem('MJ_CONFIG_VALUE', key, `"${MANUAL_POLICY_NAME}" is reserved for operator bans that name no policy`);
@@ -583,6 +577,11 @@ export function configFromTexts(texts: readonly ConfigText[]): MailjailConfig {
   return resolveMerged(merged, locs, texts.map((t) => t.file));
 }
 
+/** The policy the embedded default config runs (what `mailjail check` replays). */
+export function defaultPolicy(): Policy {
+  return configFromTexts([{ file: EMBEDDED_DEFAULT, text: DEFAULT_CONFIG_YAML }]).policies[0]!;
+}
+
 /** Drop-ins beside a main config: <dir>/conf.d/*.yaml in byte order of their names, dot-files skipped. */
 export function dropInsFor(mainPath: string): string[] {
   const dir = join(dirname(mainPath), 'conf.d');
@@ -627,7 +626,7 @@ export function loadConfig(opts: LoadOptions = {}): MailjailConfig {
     if (opts.path !== undefined) {
       throw new ConfigError([{ code: 'MJ_CONFIG_READ', file: mainPath, line: 1, col: 1, key: '', message: 'no such file' }]);
     }
-    main = { file: '<embedded default>', text: DEFAULT_CONFIG_YAML };
+    main = { file: EMBEDDED_DEFAULT, text: DEFAULT_CONFIG_YAML };
   }
   return configFromTexts([main, ...dropInsFor(mainPath).map(read)]);
 }

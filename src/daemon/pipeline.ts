@@ -14,12 +14,13 @@ import { SharedCounter, type SharedPolicy } from '../state/redis-counter.js';
 import { loadAllowlist } from '../state/allowlist.js';
 import { Decider, type RestoreIssue } from '../state/decider.js';
 import { Ledger } from '../state/ledger.js';
-import { DEFAULT_ESCALATION_WINDOW, historyMsFor, type Policy } from '../state/policy.js';
+import { historyMsFor } from '../state/policy.js';
 import type { BanDecision, Cidr, FirewallBackend, Ip, Match, RawRecord, Source } from '../types.js';
 import { MailjailError } from '../types.js';
 import type { BanEntry, BanResult, ControlHandlers, ReloadResult, StatusResult, UnbanResult } from '../control/protocol.js';
 import type { ResolvedFirewallConfig } from '../firewall/config.js';
-import type { MailjailConfig, PolicyConfig, SourceConfig } from './config.js';
+import type { MailjailConfig, SourceConfig } from './config.js';
+import { POLICY_DEFAULTS } from './config-schema.js';
 import { MANUAL_POLICY_NAME } from './config.js';
 import { formatDuration } from './duration.js';
 import { EvidenceLog } from './evidence.js';
@@ -66,29 +67,6 @@ export interface DaemonDeps {
   readonly firewallCheckMs?: number;
 }
 
-/** State → firewall policy: config durations are ms, the state stage counts in seconds. */
-export function toStatePolicy(p: PolicyConfig): Policy {
-  return {
-    name: p.name,
-    classes: p.classes,
-    ...(p.services ? { services: p.services } : {}),
-    maxretry: p.maxretry,
-    findtime: p.findtime / 1000,
-    bantime: p.bantime / 1000,
-    ...(p.escalation ? {
-      escalation: {
-        factor: p.escalation.factor,
-        maxBantime: p.escalation.maxBantime / 1000,
-        ...(p.escalation.window !== undefined ? { window: p.escalation.window / 1000 } : {}),
-      },
-    } : {}),
-    ...(p.recidive ? { recidive: { bans: p.recidive.bans, window: p.recidive.window / 1000, bantime: p.recidive.bantime / 1000 } } : {}),
-    ipv4Prefix: p.ipv4Prefix,
-    ipv6Prefix: p.ipv6Prefix,
-    ...(p.distinctUsers !== undefined ? { distinctUsers: p.distinctUsers } : {}),
-  };
-}
-
 /**
  * Policy thresholds for shared counting (config durations are ms). A policy with `distinctUsers`
  * is left out: the user names are not shared, so it is counted per collector only.
@@ -103,7 +81,7 @@ function sharedPolicies(c: MailjailConfig): Map<string, SharedPolicy> {
  * still finds a month of history.
  */
 export function ledgerHistoryMs(c: MailjailConfig): number {
-  return Math.max(DEFAULT_ESCALATION_WINDOW * 1000, historyMsFor(c.policies.map(toStatePolicy)));
+  return Math.max(POLICY_DEFAULTS.escalation.window, historyMsFor(c.policies));
 }
 
 /** Whether this daemon reads its sources (a pure enforcer in a cluster does not). */
@@ -369,7 +347,7 @@ export class Daemon implements ControlHandlers {
       : undefined;
     try {
       decider = new Decider({
-        policies: config.policies.map(toStatePolicy), allowlist: allow, maxTracked: config.state.maxTracked, ledger,
+        policies: config.policies, allowlist: allow, maxTracked: config.state.maxTracked, ledger,
         ...(counter ? { onCounted: (e) => counter.note(e) } : {}),
       });
       const issues: RestoreIssue[] = [];
@@ -652,7 +630,7 @@ export class Daemon implements ControlHandlers {
     const ds = this.decider.ban({
       target: args.target, now: this.now(),
       ...(args.policy !== undefined ? { policy: args.policy } : {}),
-      ...(args.durationMs !== undefined ? { bantime: args.durationMs / 1000 } : {}),
+      ...(args.durationMs !== undefined ? { bantime: args.durationMs } : {}),
     });
     for (const d of ds) this.logDecision(d, undefined);
     this.publisher?.publish(ds);
@@ -722,7 +700,7 @@ export class Daemon implements ControlHandlers {
       // The same decider, reloaded: counters carry over where they still mean the same thing,
       // bans and escalation history always (it validates everything before changing anything).
       try {
-        afresh = this.decider.reload({ policies: next.policies.map(toStatePolicy), maxTracked: next.state.maxTracked });
+        afresh = this.decider.reload({ policies: next.policies, maxTracked: next.state.maxTracked });
       } catch (e) {
         throw refuse('policies', e);
       }

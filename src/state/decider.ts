@@ -7,7 +7,7 @@ import type { BanDecision, Cidr, Ip, Match } from '../types.js';
 import type { Allowlist } from './allowlist.js';
 import { Deduper } from './dedupe.js';
 import type { DedupeOptions } from './dedupe.js';
-import { banSeconds, historyWindow, policyCounts, validatePolicy, DEFAULT_ESCALATION_WINDOW } from './policy.js';
+import { banMs, historyWindow, maxBanMs, policyCounts, validatePolicy } from './policy.js';
 import type { Policy } from './policy.js';
 import type { BanRecord, LedgerEntry, LedgerSink, LedgerState, Position, Through } from './records.js';
 import { SlotTable, userHash } from './window.js';
@@ -98,12 +98,12 @@ const RESTORE_SKEW_MS = 5 * 60_000;
 const RESTORE_WIDEST = { 4: 16, 6: 32 } as const;
 /** Widest restored operator ban: what the firewall accepts. A policy no longer configured gets RESTORE_WIDEST. */
 const RESTORE_WIDEST_MANUAL = { 4: 8, 6: 16 } as const;
-/** Longest restored operator ban, or ban of a policy no longer configured (s); a longer one is clamped. */
-export const MAX_MANUAL_BAN_S = 365 * 86400;
+/** Longest restored operator ban, or ban of a policy no longer configured (ms); a longer one is clamped. */
+export const MAX_MANUAL_BAN_MS = 365 * 86_400_000;
 
 interface PolicyState {
   readonly p: Policy;
-  /** findtime in ms. */
+  /** findtime (ms). */
   readonly window: number;
   readonly historyMs: number;
   readonly table: SlotTable;
@@ -144,7 +144,7 @@ const SWEEP_EVERY = 65_536;
 const MAX_EVENTS = 10_000;
 
 function manualPolicy(name: string): Policy {
-  return { name, classes: ['auth'], maxretry: 1, findtime: 1, bantime: 3600, ipv4Prefix: 32, ipv6Prefix: 128 };
+  return { name, classes: ['auth'], maxretry: 1, findtime: 1000, bantime: 3_600_000, ipv4Prefix: 32, ipv6Prefix: 128 };
 }
 
 export class Decider {
@@ -306,12 +306,12 @@ export class Decider {
 
   /**
    * Operator ban: enters the same path as a rule ban (ledger, history, the same decision type).
-   * `bantime` (s) defaults to the policy's escalated ban time. Allowlisted targets are refused.
+   * `bantime` (ms) defaults to the policy's escalated ban time. Allowlisted targets are refused.
    */
   ban(req: { readonly target: string; readonly now: number; readonly bantime?: number; readonly policy?: string; readonly ruleId?: string }): BanDecision[] {
     const target = parseTarget(req.target);
     if (this.allowlist?.overlaps(parseCidr(target)!)) throw new MailjailError('MJ_STATE_ALLOWLISTED', `${target} is allowlisted; remove it from the allowlist first`);
-    if (req.bantime !== undefined && !(Number.isFinite(req.bantime) && req.bantime > 0)) throw new MailjailError('MJ_STATE_BANTIME', 'bantime must be > 0 seconds');
+    if (req.bantime !== undefined && !(Number.isFinite(req.bantime) && req.bantime > 0)) throw new MailjailError('MJ_STATE_BANTIME', 'bantime must be > 0 ms');
     const st = this.stateFor(req.policy ?? MANUAL_POLICY, req.policy === undefined);
     const undo = this.undoFor(st, target, splitCidr(parseCidr(target)!).addr, true);
     const rec = this.decide(st, target, req.ruleId ?? 'operator', req.now, req.bantime);
@@ -412,12 +412,12 @@ export class Decider {
     if (!manual && policy) widest = Math.min(widest, fam === 4 ? policy.ipv4Prefix : policy.ipv6Prefix);
     if (len < widest) return refuse(`a /${len} is wider than a ${kind} ban may be (/${widest})`);
     if (this.allowlist?.overlaps(c)) return refuse('allowlisted');
-    const longest = !manual && policy ? maxBanSeconds(policy) : MAX_MANUAL_BAN_S;
-    const cap = rec.since + longest * 1000;
+    const longest = !manual && policy ? maxBanMs(policy) : MAX_MANUAL_BAN_MS;
+    const cap = rec.since + longest;
     if (rec.until <= cap) return { rec };
     return {
       rec: { ...rec, until: cap },
-      issue: { target, policy: rec.policy, action: 'clamped', reason: `ends after the longest ${kind} ban (${longest} s): clamped to ${new Date(cap).toISOString()}` },
+      issue: { target, policy: rec.policy, action: 'clamped', reason: `ends after the longest ${kind} ban (${longest / 1000} s): clamped to ${new Date(cap).toISOString()}` },
     };
   }
 
@@ -460,7 +460,7 @@ export class Decider {
             });
           } else if (live) afresh.push(p.name);
         }
-        const st: PolicyState = { ...base, p, window: p.findtime * 1000, historyMs: historyWindow(p) * 1000, ...(old ? { bans: old.bans, history: old.history, allowReported: old.allowReported } : {}) };
+        const st: PolicyState = { ...base, p, window: p.findtime, historyMs: historyWindow(p), ...(old ? { bans: old.bans, history: old.history, allowReported: old.allowReported } : {}) };
         next.push(st);
         this.byName.set(p.name, st);
       }
@@ -641,14 +641,12 @@ export class Decider {
   private decide(st: PolicyState, target: Ip | Cidr, ruleId: string, now: number, bantime?: number): BanRecord {
     const hist = st.history.get(target);
     const p = st.p;
-    const escWindow = (p.escalation?.window ?? DEFAULT_ESCALATION_WINDOW) * 1000;
     let previous = 0, recent = 0;
     for (const t of hist ?? []) {
-      if (p.escalation && t >= now - escWindow) previous++;
-      if (p.recidive && t >= now - p.recidive.window * 1000) recent++;
+      if (p.escalation && t >= now - p.escalation.window) previous++;
+      if (p.recidive && t >= now - p.recidive.window) recent++;
     }
-    const seconds = bantime ?? banSeconds(p, previous, recent);
-    const rec: BanRecord = { policy: p.name, target, since: now, until: now + seconds * 1000, level: previous, ruleId };
+    const rec: BanRecord = { policy: p.name, target, since: now, until: now + (bantime ?? banMs(p, previous, recent)), level: previous, ruleId };
     st.bans.set(target, rec);
     if (st.historyMs > 0) pushSorted(st.history, target, now);
     return rec;
@@ -708,7 +706,7 @@ export class Decider {
 
   private makeState(p: Policy, max: number): PolicyState {
     return {
-      p, window: p.findtime * 1000, historyMs: historyWindow(p) * 1000,
+      p, window: p.findtime, historyMs: historyWindow(p),
       table: new SlotTable(p.maxretry, max, p.distinctUsers !== undefined),
       bans: new Map(), history: new Map(), allowReported: new Map(),
       evidence: this.keepEvidence > 1 ? new Map() : undefined,
@@ -823,11 +821,6 @@ function forgetCounts(st: PolicyState, addr: Ip): void {
 }
 
 /** Operator input → canonical Ip (full-length) or Cidr. */
-/** The longest ban (s) a policy can give: its bantime, escalation's cap or recidive's ban. */
-function maxBanSeconds(p: Policy): number {
-  return Math.max(p.bantime, p.escalation?.maxBantime ?? 0, p.recidive?.bantime ?? 0);
-}
-
 function parseTarget(s: string): Ip | Cidr {
   const c = parseCidr(s);
   if (!c) throw new MailjailError('MJ_STATE_TARGET', `"${s}" is not an address or CIDR`);

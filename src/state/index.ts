@@ -1,5 +1,5 @@
 // The state stage's public surface: policies, the decider, the allowlist and the ban ledger.
-export { DEFAULT_POLICY, validatePolicy, policyCounts, banSeconds, historyMsFor } from './policy.js';
+export { validatePolicy, policyCounts, banMs, historyMsFor } from './policy.js';
 export type { Policy } from './policy.js';
 export { Decider, MANUAL_POLICY, keyOf } from './decider.js';
 export { Deduper, AUTH_PROCESS_SIDE } from './dedupe.js';

@@ -35,7 +35,7 @@ test('the embedded default serves one journald mail server: journald source, aut
   assert.equal(p.maxretry, 5);
   assert.equal(p.findtime, 600_000);
   assert.equal(p.bantime, 3_600_000);
-  assert.deepEqual(p.escalation, { factor: 2, maxBantime: 7 * 86_400_000 });
+  assert.deepEqual(p.escalation, { factor: 2, maxBantime: 7 * 86_400_000, window: 30 * 86_400_000 });
   assert.equal(p.ipv6Prefix, 64);
   assert.equal(c.firewall.backend, 'ipset');
   assert.deepEqual(c.firewall.ports, [25, 110, 143, 465, 587, 993, 995, 4190]); // the mail ports, as the firewall stage orders them

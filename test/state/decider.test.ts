@@ -2,13 +2,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Decider } from '../../src/state/decider.js';
 import { Allowlist } from '../../src/state/allowlist.js';
-import { DEFAULT_POLICY } from '../../src/state/policy.js';
 import type { Policy } from '../../src/state/policy.js';
 import { parseCidr } from '../../src/parse/ip.js';
 import type { BanDecision, Cidr } from '../../src/types.js';
-import { T0, match, s } from './helpers.js';
+import { DEFAULT_POLICY, T0, match, s } from './helpers.js';
 
-const P: Policy = { ...DEFAULT_POLICY, escalation: { factor: 2, maxBantime: 4 * 3600 } };
+const P: Policy = { ...DEFAULT_POLICY, escalation: { factor: 2, maxBantime: s(4 * 3600), window: s(30 * 86400) } };
 const bans = (ds: readonly BanDecision[]): BanDecision[] => ds.filter((d) => d.action === 'ban');
 
 test('window edge: the attempt exactly findtime after the first still counts (closed window)', () => {
@@ -23,7 +22,7 @@ test('window edge: the attempt exactly findtime after the first still counts (cl
     assert.equal(b.target, '192.0.2.1');
     assert.equal(b.until, T0 + s(600) + s(3600));
     assert.equal(b.level, 0);
-    assert.equal(b.policy, 'mail-auth');
+    assert.equal(b.policy, 'auth');
   }
 });
 
@@ -64,7 +63,7 @@ test('escalation doubles per previous ban and is capped at maxBantime', () => {
 });
 
 test('recidive: the Nth ban within the window gets the long ban time', () => {
-  const p: Policy = { ...DEFAULT_POLICY, name: 'r', recidive: { bans: 3, window: 86400, bantime: 7 * 86400 } };
+  const p: Policy = { ...DEFAULT_POLICY, name: 'r', recidive: { bans: 3, window: s(86400), bantime: s(7 * 86400) } };
   const { escalation: _e, ...noEsc } = p;
   const d = new Decider({ policies: [noEsc] });
   let t = T0;
@@ -227,7 +226,7 @@ test('allowlisted addresses are counted for reporting, never banned, reported on
   assert.equal(d.stats().allowlistedHits, 20);
   let ev = d.drainEvents();
   assert.equal(ev.length, 1);
-  assert.deepEqual(ev[0], { kind: 'allowlisted', ip: '192.0.2.3', policy: 'mail-auth', time: T0 });
+  assert.deepEqual(ev[0], { kind: 'allowlisted', ip: '192.0.2.3', policy: 'auth', time: T0 });
   d.observe(match('192.0.2.3', T0 + s(700)), T0 + s(700));
   ev = d.drainEvents();
   assert.equal(ev.length, 1, 'reported again in the next window');
@@ -239,7 +238,7 @@ test('allowlisted addresses are counted for reporting, never banned, reported on
 });
 
 test('several policies count independently with their own thresholds and filters', () => {
-  const smtpOnly: Policy = { ...P, name: 'smtp-fast', services: ['smtp'], maxretry: 2, findtime: 60, bantime: 600 };
+  const smtpOnly: Policy = { ...P, name: 'smtp-fast', services: ['smtp'], maxretry: 2, findtime: s(60), bantime: s(600) };
   const probes: Policy = { ...P, name: 'probes', classes: ['probe'], maxretry: 3 };
   const d = new Decider({ policies: [P, smtpOnly, probes] });
   const out: BanDecision[] = [];
@@ -283,7 +282,7 @@ test('the table is bounded: least recently used keys are evicted and counted', (
 test('operator ban and unban go through the same path and records', () => {
   const recorded: unknown[] = [];
   const d = new Decider({ policies: [P], ledger: { record: (e) => recorded.push(...e) } });
-  const b = d.ban({ target: '2001:DB8::7', now: T0, bantime: 60 });
+  const b = d.ban({ target: '2001:DB8::7', now: T0, bantime: s(60) });
   assert.deepEqual(b.map((x) => x.action === 'ban' && [x.target, x.until, x.policy]), [['2001:db8::7', T0 + s(60), 'manual']]);
   assert.equal(d.activeBans(T0).length, 1);
   const u = d.unban({ target: '2001:db8::7', now: T0 + 5 });
@@ -294,7 +293,7 @@ test('operator ban and unban go through the same path and records', () => {
   const d2 = new Decider({ policies: [P], allowlist: new Allowlist([parseCidr('127.0.0.0/8') as Cidr]) });
   assert.throws(() => d2.ban({ target: '127.0.0.1', now: T0 }), /MJ_STATE_ALLOWLISTED/);
   assert.throws(() => d2.ban({ target: 'not-an-ip', now: T0 }), /MJ_STATE_TARGET/);
-  const pb = d2.ban({ target: '192.0.2.1', now: T0, policy: 'mail-auth' });
+  const pb = d2.ban({ target: '192.0.2.1', now: T0, policy: 'auth' });
   assert.ok(pb[0]!.action === 'ban' && pb[0]!.until === T0 + s(3600));
 });
 
@@ -330,7 +329,7 @@ test('operator unban of an address inside a banned /64 lifts the /64', () => {
   const d = new Decider({ policies: [P] });
   for (let i = 1; i <= 5; i++) d.observe(match(`2001:db8:7:7::${i}`, T0 + i), T0 + i);
   assert.equal(d.activeBans(T0 + 10)[0]?.target, '2001:db8:7:7::/64');
-  assert.deepEqual(d.unban({ target: '2001:db8:7:7::3', now: T0 + 10 }), [{ action: 'unban', target: '2001:db8:7:7::/64', policy: 'mail-auth', reason: 'operator' }]);
+  assert.deepEqual(d.unban({ target: '2001:db8:7:7::3', now: T0 + 10 }), [{ action: 'unban', target: '2001:db8:7:7::/64', policy: 'auth', reason: 'operator' }]);
   assert.equal(d.activeBans(T0 + 11).length, 0);
 });
 
@@ -349,12 +348,12 @@ test('reload: compatible policies keep their counters, all keep bans and history
   const d = new Decider({ policies: [P, { ...P, name: 'old-one' }] });
   for (let i = 0; i < 4; i++) d.observe(match('192.0.2.30', T0 + i), T0 + i);
   for (let i = 0; i < 5; i++) d.observe(match('192.0.2.31', T0 + i), T0 + i);
-  d.reload({ policies: [{ ...P, findtime: 1200, bantime: 60 }], allowlist: new Allowlist([parseCidr('192.0.2.32')!]) });
+  d.reload({ policies: [{ ...P, findtime: s(1200), bantime: s(60) }], allowlist: new Allowlist([parseCidr('192.0.2.32')!]) });
   // The 5th attempt of .30 still bans (counts kept), with the new bantime.
   const out = d.observe(match('192.0.2.30', T0 + 10), T0 + 10);
   assert.ok(out[0]?.action === 'ban' && out[0].until === T0 + 10 + s(60));
   // Bans of the removed policy are still listed and can be lifted.
-  assert.deepEqual(d.activeBans(T0 + 20).map((b) => `${b.policy} ${b.target}`).sort(), ['mail-auth 192.0.2.30', 'mail-auth 192.0.2.31', 'old-one 192.0.2.30', 'old-one 192.0.2.31'].filter((x) => x !== 'old-one 192.0.2.30'));
+  assert.deepEqual(d.activeBans(T0 + 20).map((b) => `${b.policy} ${b.target}`).sort(), ['auth 192.0.2.30', 'auth 192.0.2.31', 'old-one 192.0.2.30', 'old-one 192.0.2.31'].filter((x) => x !== 'old-one 192.0.2.30'));
   assert.equal(d.unban({ target: '192.0.2.31', now: T0 + 30 }).length, 2);
   for (let i = 0; i < 10; i++) d.observe(match('192.0.2.32', T0 + 40 + i), T0 + 40 + i);
   assert.equal(d.stats().allowlistedHits, 10);
@@ -379,7 +378,7 @@ test('an address banned by one policy (or the operator) is not counted or re-ban
   const host: Policy = { ...P, name: 'per-host', ipv6Prefix: 128, maxretry: 3 };
   const d = new Decider({ policies: [P, host] });
   const out: BanDecision[] = [];
-  // per-host bans 2001:db8:3::1 after 3; mail-auth (/64) keeps counting its other addresses.
+  // per-host bans 2001:db8:3::1 after 3; auth (/64) keeps counting its other addresses.
   for (let i = 1; i <= 3; i++) out.push(...d.observe(match('2001:db8:3::1', T0 + i), T0 + i));
   assert.deepEqual(out.map((b) => b.target), ['2001:db8:3::1']);
   for (let i = 2; i <= 5; i++) out.push(...d.observe(match(`2001:db8:3::${i}`, T0 + 10 + i), T0 + 10 + i));
@@ -388,7 +387,7 @@ test('an address banned by one policy (or the operator) is not counted or re-ban
   for (let i = 6; i <= 12; i++) out.push(...d.observe(match(`2001:db8:3::${i.toString(16)}`, T0 + 20 + i), T0 + 20 + i));
   assert.equal(out.length, 2, 'inside the banned /64 nobody is counted');
   // Operator ban of a long time: rule lines for it do not produce a shorter ban.
-  d.ban({ target: '192.0.2.90', now: T0, bantime: 86400 });
+  d.ban({ target: '192.0.2.90', now: T0, bantime: s(86400) });
   for (let i = 0; i < 10; i++) out.push(...d.observe(match('192.0.2.90', T0 + s(60) + i), T0 + s(60) + i));
   assert.equal(out.length, 2);
 });

@@ -10,10 +10,9 @@ import { join } from 'node:path';
 import { replaceFileDurably } from '../../src/lib/durable-file.js';
 import { Decider } from '../../src/state/decider.js';
 import { Ledger, LEDGER_FILE } from '../../src/state/ledger.js';
-import { DEFAULT_POLICY } from '../../src/state/policy.js';
 import type { LedgerEntry, LedgerSink } from '../../src/state/records.js';
 import type { BanDecision, Match } from '../../src/types.js';
-import { T0, match } from './helpers.js';
+import { DEFAULT_POLICY, T0, match } from './helpers.js';
 
 const tmp = (): string => mkdtempSync(join(tmpdir(), 'mj-durable-'));
 const realWriteSync = fs.writeSync;

@@ -7,10 +7,9 @@ import { closeSync, existsSync, openSync, readFileSync, statSync, ftruncateSync,
 import { join } from 'node:path';
 import { Decider } from '../../src/state/decider.js';
 import { Ledger, LEDGER_FILE } from '../../src/state/ledger.js';
-import { DEFAULT_POLICY } from '../../src/state/policy.js';
 import type { LedgerEntry } from '../../src/state/records.js';
 import type { BanDecision, Match } from '../../src/types.js';
-import { T0, match } from './helpers.js';
+import { DEFAULT_POLICY, T0, match } from './helpers.js';
 import { fill, mountTmpfs, unmount } from './tmpfs.js';
 
 /** A distinct attacker address per index. */
@@ -104,8 +103,8 @@ test('full disk during compaction: the old ledger is kept whole, every active ba
     // The issue's case: 8,000 bans long over and 6,000 active ones.
     ledger = Ledger.open(dir, { compactAfter: 1e9, sync: false }).ledger;
     const entries: LedgerEntry[] = [];
-    for (let i = 0; i < 8000; i++) entries.push({ t: 'ban', policy: 'mail-auth', target: attacker(i) as never, since: T0 - 40 * day + i, until: T0 - 40 * day + i + 3_600_000, level: 0, ruleId: 'r' });
-    for (let i = 0; i < 6000; i++) entries.push({ t: 'ban', policy: 'mail-auth', target: `192.168.${i >> 8}.${i & 255}` as never, since: T0 + i, until: T0 + 10 * day, level: 0, ruleId: 'r' });
+    for (let i = 0; i < 8000; i++) entries.push({ t: 'ban', policy: 'auth', target: attacker(i) as never, since: T0 - 40 * day + i, until: T0 - 40 * day + i + 3_600_000, level: 0, ruleId: 'r' });
+    for (let i = 0; i < 6000; i++) entries.push({ t: 'ban', policy: 'auth', target: `192.168.${i >> 8}.${i & 255}` as never, since: T0 + i, until: T0 + 10 * day, level: 0, ruleId: 'r' });
     for (let i = 0; i < entries.length; i += 1000) ledger.record(entries.slice(i, i + 1000));
     ledger.close();
     ledger = undefined;
@@ -131,7 +130,7 @@ test('full disk during compaction: the old ledger is kept whole, every active ba
     assert.match(ledger.lastCompactionError ?? '', /MJ_STATE_LEDGER.*bans\.jsonl/);
     assert.throws(() => ledger!.compact(T0 + 6000), /MJ_STATE_LEDGER/);
     // The appending descriptor still works on the old file (there is room for a line or two).
-    ledger.record([{ t: 'ban', policy: 'mail-auth', target: '198.51.100.1' as never, since: T0 + 7000, until: T0 + 10 * day, level: 0, ruleId: 'r' }]);
+    ledger.record([{ t: 'ban', policy: 'auth', target: '198.51.100.1' as never, since: T0 + 7000, until: T0 + 10 * day, level: 0, ruleId: 'r' }]);
     ledger.close();
     ledger = undefined;
 

@@ -4,8 +4,8 @@
 import { writeSync } from 'node:fs';
 import { Decider } from '../../src/state/decider.js';
 import { Ledger } from '../../src/state/ledger.js';
-import { DEFAULT_POLICY } from '../../src/state/policy.js';
 import { attackScript } from './attack.js';
+import { DEFAULT_POLICY } from './helpers.js';
 
 const [dir, attackers, stopAt] = process.argv.slice(2);
 const { ledger, state } = Ledger.open(dir!);

@@ -6,10 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Decider } from '../../src/state/decider.js';
 import { Ledger, LEDGER_FILE } from '../../src/state/ledger.js';
-import { DEFAULT_POLICY } from '../../src/state/policy.js';
 import type { BanDecision } from '../../src/types.js';
 import { attackScript } from './attack.js';
-import { T0, match, s } from './helpers.js';
+import { DEFAULT_POLICY, T0, match, s } from './helpers.js';
 
 const tmp = (): string => mkdtempSync(join(tmpdir(), 'mj-ledger-'));
 
@@ -21,7 +20,7 @@ test('ledger: bans and unbans survive reopen; escalation history comes back', ()
     for (let i = 0; i < 5; i++) d.observe(match('192.0.2.1', T0 + i), T0 + i);
     for (let i = 0; i < 5; i++) d.observe(match('192.0.2.2', T0 + i), T0 + i);
     d.unban({ target: '192.0.2.2', now: T0 + s(10) });
-    d.ban({ target: '2001:db8::/48', now: T0 + s(20), bantime: 600 });
+    d.ban({ target: '2001:db8::/48', now: T0 + s(20), bantime: s(600) });
     ledger.close();
 
     const opened = Ledger.open(dir);

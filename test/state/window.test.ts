@@ -4,8 +4,7 @@ import fc from 'fast-check';
 import { SlotTable } from '../../src/state/window.js';
 import { loadKey, v6Groups } from '../../src/state/decider.js';
 import { ipBytes, parseIp } from '../../src/parse/ip.js';
-import { DEFAULT_POLICY } from '../../src/state/policy.js';
-import { ip } from './helpers.js';
+import { DEFAULT_POLICY, ip } from './helpers.js';
 
 test('slot table: hash index + LRU list behave like an LRU map (random operations vs a model)', () => {
   fc.assert(
