@@ -131,8 +131,8 @@ export async function runCheck(files: string[], opts: CheckOptions, out: NodeJS.
           continue;
         }
         const line = rec.origin.line ?? 0;
-        const decisions = decider.observe(m, m.event.time);
-        tally(s, m, decider.lastAttempts);
+        const { decisions, attempts } = decider.observe(m, m.event.time);
+        tally(s, m, attempts);
         if (opts.json) w.write(jsonMatch(line, m));
         for (const d of decisions) {
           if (d.action !== 'ban') continue;

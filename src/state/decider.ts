@@ -32,6 +32,19 @@ export interface DeciderOptions extends DedupeOptions {
   readonly onCounted?: (e: CountedAttempt) => void;
 }
 
+/** What observing one match (or a batch) did. */
+export interface Observation {
+  /** Bans decided (usually none); each ban carries its evidence (the counted matches behind it). */
+  readonly decisions: readonly BanDecision[];
+  /**
+   * New attempts counted: 0 for a line that repeats an attempt (pair, session), an ignored weak
+   * line, or a line of an address already banned. Summed over the matches of a batch.
+   */
+  readonly attempts: number;
+}
+
+const NOTHING: Observation = Object.freeze({ decisions: Object.freeze([]) as readonly BanDecision[], attempts: 0 });
+
 export interface CountedAttempt {
   readonly policy: string;
   readonly key: Ip | Cidr;
@@ -162,19 +175,7 @@ export class Decider {
   /** Ledger entries (and how to undo their bans) held back for one group commit at the end of observeBatch. */
   private batch: Batch | undefined;
   private wasOutage = false;
-  private lastAttemptsN = 0;
-
-  /**
-   * New attempts the last `observe` counted for its match: 0 for a line that repeats an attempt
-   * (pair, session), an ignored weak line, or a line of an address already banned. For reports.
-   */
-  get lastAttempts(): number {
-    return this.lastAttemptsN;
-  }
-
   private readonly keepEvidence: number;
-  /** Evidence of the ban `count` just decided (handed from count() to observe()). */
-  private lastEvidence: Match[] | undefined;
   private sinceSweep = 0;
   private readonly onCounted: ((e: CountedAttempt) => void) | undefined;
   private readonly s = {
@@ -201,31 +202,30 @@ export class Decider {
   }
 
   /**
-   * Counts one matched line at time `now` (ms) and returns the bans it triggers (usually none).
-   * Decisions are in the ledger (when one is configured) before this returns. When the ledger
+   * Counts one matched line at time `now` (ms); returns the bans it triggers (usually none) and
+   * the new attempts it counted. Decisions are in the ledger (when one is configured) before this returns. When the ledger
    * cannot write, it throws MJ_STATE_LEDGER and none of the line's bans is kept (the line itself
    * stays counted, so the address's next line decides the ban again).
    */
-  observe(m: Match, now: number): BanDecision[] {
+  observe(m: Match, now: number): Observation {
     this.s.matches++;
-    this.lastAttemptsN = 0;
     if (++this.sinceSweep >= SWEEP_EVERY) this.sweep(now);
     if (this.resumeAfter.size > 0 && this.alreadyCounted(m)) {
       this.s.skippedReplayed++;
-      return [];
+      return NOTHING;
     }
     this.track(m);
     let any = false;
     for (const st of this.states) if (policyCounts(st.p, m)) { any = true; break; }
     if (!any) {
       this.s.ignored++;
-      return [];
+      return NOTHING;
     }
     // A banned address is not counted by any policy until its ban ends: its lines are the firewall
     // catching up, and a second, shorter ban of the same target could shorten the first one.
     if (this.bannedNow(m.ip, now)) {
       this.s.whileBanned++;
-      return [];
+      return NOTHING;
     }
     if (this.batch && this.batch.forgets.size > 0) this.settleForgets(m.ip);
     // A weak line is decided before it takes part in pairing: an ignored one must not leave a
@@ -238,30 +238,30 @@ export class Decider {
       this.wasOutage = outage;
       if (!corroborated || outage) {
         this.s.weakIgnored++;
-        return [];
+        return NOTHING;
       }
     }
     const n = this.dedupe.credit(m, now);
-    this.lastAttemptsN = n;
-    if (n === 0) return [];
+    if (n === 0) return NOTHING;
+    const counted: Observation = { decisions: NOTHING.decisions, attempts: n };
     if (this.allowlist?.contains(m.ip)) {
       this.s.allowlistedHits += n;
       for (const st of this.states) if (policyCounts(st.p, m)) this.reportAllowlisted(st, m.ip, now);
-      return [];
+      return counted;
     }
     let out: BanDecision[] | undefined;
     const entries: LedgerEntry[] = [];
     const undo: BanUndo[] = [];
     for (const st of this.states) {
       if (!policyCounts(st.p, m)) continue;
-      const rec = this.count(st, m, n, weak, now, undo);
-      if (rec) {
-        (out ??= []).push({ action: 'ban', target: rec.target, until: rec.until, level: rec.level, policy: rec.policy, ruleId: rec.ruleId, evidence: this.lastEvidence ?? [m] });
-        this.lastEvidence = undefined;
+      const banned = this.count(st, m, n, weak, now, undo);
+      if (banned) {
+        const { rec, evidence } = banned;
+        (out ??= []).push({ action: 'ban', target: rec.target, until: rec.until, level: rec.level, policy: rec.policy, ruleId: rec.ruleId, evidence });
         entries.push({ t: 'ban', ...rec, through: this.through() });
       }
     }
-    if (!out) return [];
+    if (!out) return counted;
     if (this.batch) {
       this.batch.entries.push(...entries);
       for (const u of undo) {
@@ -273,7 +273,7 @@ export class Decider {
       // the daemon could not remember is neither handed on nor listed.
       this.commit(entries, undo);
     }
-    return out;
+    return { decisions: out, attempts: n };
   }
 
   /**
@@ -283,16 +283,18 @@ export class Decider {
    * fails (or a match throws), every ban of the batch is undone and MJ_STATE_LEDGER is thrown; the
    * matches stay counted, so each offender's next line decides its ban again.
    */
-  observeBatch(ms: readonly Match[], now?: number | ((m: Match, i: number) => number)): BanDecision[] {
+  observeBatch(ms: readonly Match[], now?: number | ((m: Match, i: number) => number)): Observation {
     if (this.batch) throw new MailjailError('MJ_STATE_REENTRANT', 'observeBatch called inside observeBatch');
     const out: BanDecision[] = [];
+    let attempts = 0;
     const batch: Batch = { entries: [], undo: [], forgets: new Map() };
     this.batch = batch;
     try {
       for (let i = 0; i < ms.length; i++) {
         const m = ms[i]!;
-        const d = this.observe(m, typeof now === 'function' ? now(m, i) : now ?? m.event.time);
-        if (d.length > 0) out.push(...d);
+        const o = this.observe(m, typeof now === 'function' ? now(m, i) : now ?? m.event.time);
+        attempts += o.attempts;
+        if (o.decisions.length > 0) out.push(...o.decisions);
       }
     } catch (e) {
       this.batch = undefined;
@@ -301,7 +303,7 @@ export class Decider {
     }
     this.batch = undefined;
     this.commit(batch.entries, batch.undo);
-    return out;
+    return { decisions: out, attempts };
   }
 
   /**
@@ -523,7 +525,6 @@ export class Decider {
 
   // ── internals ────────────────────────────────────────────────────────────────────────────
 
-  /** Adds `n` attempts of `m` to policy `st`; returns the ban record when this makes maxretry. */
   /**
    * Whether a weak line of this address is explained by its own definite failures: two of them
    * within the window of a policy that counts it (Dovecot's auth penalty, which makes Postfix give
@@ -539,7 +540,8 @@ export class Decider {
     return false;
   }
 
-  private count(st: PolicyState, m: Match, n: number, weak: boolean, now: number, undo: BanUndo[]): BanRecord | undefined {
+  /** Adds `n` attempts of `m` to policy `st`; returns the ban and its evidence when this makes maxretry. */
+  private count(st: PolicyState, m: Match, n: number, weak: boolean, now: number, undo: BanUndo[]): { rec: BanRecord; evidence: readonly Match[] } | undefined {
     loadKey(st.table.key, m.ip, st.p);
     let slot = st.table.find();
     if (weak && (slot < 0 || st.table.secondLastDefinite(slot) < now - st.window)) {
@@ -570,14 +572,15 @@ export class Decider {
     let target: Ip | Cidr = keyOf(m.ip, st.p);
     // Never let a prefix ban cover an allowlisted address: fall back to the offending address.
     if (target !== m.ip && this.allowlist?.overlaps(target as Cidr)) target = m.ip;
-    if (st.evidence) this.lastEvidence = st.evidence.get(slot);
+    // With keepEvidence > 1 the last counted lines of the key, else the line that made maxretry.
+    const evidence = st.evidence?.get(slot) ?? [m];
     // The counts are forgotten once the ban is in the ledger (commit), so that a ban that cannot
     // be written is decided again at the offender's next line. Inside a batch, a line that would
     // read this slot before the commit (the ban ran out, or an address of an allowlisted prefix
     // whose ban fell back to one address) forgets them first: settleForgets.
     undo.push(this.undoFor(st, target, m.ip, false));
     this.s.bans++;
-    return this.decide(st, target, m.ruleId, t);
+    return { rec: this.decide(st, target, m.ruleId, t), evidence };
   }
 
   /** What to restore if the ban about to be decided for `target` cannot be written. */

@@ -13,7 +13,7 @@ function fourthBans(next: Policy, opts: { maxTracked?: number } = {}): boolean {
   const d = new Decider({ policies: [P] });
   for (let i = 0; i < 3; i++) d.observe(match('192.0.2.1', T0 + i), T0 + i);
   d.reload({ policies: [{ ...next, maxretry: 4 }], ...opts });
-  return d.observe(match('192.0.2.1', T0 + 10), T0 + 10).length === 1;
+  return d.observe(match('192.0.2.1', T0 + 10), T0 + 10).decisions.length === 1;
 }
 
 test('reload: counters carry over a change of maxretry, findtime, bantime, maxTracked or a widened class list', () => {
@@ -41,12 +41,12 @@ test('reload: a smaller maxretry keeps the newest attempts, a smaller maxTracked
   assert.equal(d.stats().tracked, 3);
   assert.equal(d.stats().evictions, 3, 'the three least recently used 198.51.100.x are left behind');
   // .1 kept its newest 3 of 6 attempts: one more is over the new maxretry.
-  assert.equal(d.observe(match('192.0.2.1', T0 + 20), T0 + 20).length, 1);
+  assert.equal(d.observe(match('192.0.2.1', T0 + 20), T0 + 20).decisions.length, 1);
   // The most recently used others kept their attempt: two more make 3; the evicted start at 0.
-  assert.equal(d.observe(match('198.51.100.4', T0 + 30), T0 + 30).length, 0);
-  assert.equal(d.observe(match('198.51.100.4', T0 + 31), T0 + 31).length, 1);
-  assert.equal(d.observe(match('198.51.100.0', T0 + 32), T0 + 32).length, 0);
-  assert.equal(d.observe(match('198.51.100.0', T0 + 33), T0 + 33).length, 0);
+  assert.equal(d.observe(match('198.51.100.4', T0 + 30), T0 + 30).decisions.length, 0);
+  assert.equal(d.observe(match('198.51.100.4', T0 + 31), T0 + 31).decisions.length, 1);
+  assert.equal(d.observe(match('198.51.100.0', T0 + 32), T0 + 32).decisions.length, 0);
+  assert.equal(d.observe(match('198.51.100.0', T0 + 33), T0 + 33).decisions.length, 0);
 });
 
 test('SlotTable.copyInto: keys, newest attempts in order, definite times and recency move to a table of another size', () => {

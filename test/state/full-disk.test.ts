@@ -33,7 +33,7 @@ test('full disk during appends: every acknowledged ban survives, failed ones are
     const observe = (a: number): boolean => {
       for (const m of attack(a, clock)) {
         try {
-          ack(d.observe(m, m.event.time));
+          ack(d.observe(m, m.event.time).decisions);
         } catch (e) {
           assert.match((e as Error).message, /MJ_STATE_LEDGER/);
           return false;
@@ -59,7 +59,7 @@ test('full disk during appends: every acknowledged ban survives, failed ones are
     // Group commit on the full disk: the whole batch fails and none of its bans is kept.
     const batchAttackers = [a, a + 1, a + 2, a + 3];
     a += 4;
-    assert.throws(() => d.observeBatch(batchAttackers.flatMap((b) => attack(b, clock)), (m) => m.event.time), /MJ_STATE_LEDGER/);
+    assert.throws(() => d.observeBatch(batchAttackers.flatMap((b) => attack(b, clock)), (m) => m.event.time).decisions, /MJ_STATE_LEDGER/);
     clock += 10;
     // The daemon lists only what the ledger holds.
     assert.deepEqual(sorted(d.activeBans(clock).map((b) => b.target)), sorted(acknowledged));
@@ -68,12 +68,12 @@ test('full disk during appends: every acknowledged ban survives, failed ones are
     // Room again: appends go on, and each offender that could not be banned is banned at its next line.
     unlinkSync(filler);
     for (const f of failed) {
-      const ds = d.observe(match(attacker(f), clock), clock);
+      const ds = d.observe(match(attacker(f), clock), clock).decisions;
       assert.deepEqual(ds.map((x) => x.target), [attacker(f)], `attacker ${f} is decided again at its next line`);
       ack(ds);
       clock++;
     }
-    const again = d.observeBatch(batchAttackers.map((b) => match(attacker(b), clock)), () => clock);
+    const again = d.observeBatch(batchAttackers.map((b) => match(attacker(b), clock)), () => clock).decisions;
     assert.deepEqual(sorted(again.map((x) => x.target)), sorted(batchAttackers.map(attacker)));
     ack(again);
     assert.ok(observe(a + 1), 'new attackers are banned as before');

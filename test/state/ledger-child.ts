@@ -12,7 +12,7 @@ const { ledger, state } = Ledger.open(dir!);
 const d = new Decider({ policies: [DEFAULT_POLICY], ledger });
 d.restore(state, Date.now());
 for (const m of attackScript(Number(attackers))) {
-  for (const b of d.observe(m, m.event.time)) {
+  for (const b of d.observe(m, m.event.time).decisions) {
     if (b.action === 'ban') writeSync(1, `${JSON.stringify({ target: b.target, until: b.until, line: m.event.origin.line })}\n`);
   }
   if (m.event.origin.line === Number(stopAt)) {

@@ -34,7 +34,7 @@ test('ledger: bans and unbans survive reopen; escalation history comes back', ()
     ].sort());
     // 192.0.2.2 was unbanned; its history still escalates the next ban.
     let out: BanDecision[] = [];
-    for (let i = 0; i < 5; i++) out = out.concat(d.observe(match('192.0.2.2', now + i), now + i));
+    for (let i = 0; i < 5; i++) out = out.concat(d.observe(match('192.0.2.2', now + i), now + i).decisions);
     assert.ok(out[0]?.action === 'ban' && out[0].level === 1 && out[0].until === now + 4 + s(7200));
     opened.ledger.close();
     ({ ledger } = Ledger.open(dir));
@@ -126,7 +126,7 @@ function runChild(dir: string, attackers: number, stopAt: number, killAfterBans 
 function reference(attackers: number): ChildBan[] {
   const d = new Decider({ policies: [DEFAULT_POLICY] });
   const out: ChildBan[] = [];
-  for (const m of attackScript(attackers)) for (const b of d.observe(m, m.event.time)) if (b.action === 'ban') out.push({ target: b.target, until: b.until, line: m.event.origin.line! });
+  for (const m of attackScript(attackers)) for (const b of d.observe(m, m.event.time).decisions) if (b.action === 'ban') out.push({ target: b.target, until: b.until, line: m.event.origin.line! });
   return out;
 }
 
@@ -156,7 +156,7 @@ test('SIGKILL mid-replay: every ban decided before the kill is restored with its
     }
     // Resume: the source re-feeds the whole file; lines up to the position are skipped, the rest count once.
     const after: ChildBan[] = [];
-    for (const m of script) for (const b of d.observe(m, m.event.time)) if (b.action === 'ban') after.push({ target: b.target, until: b.until, line: m.event.origin.line! });
+    for (const m of script) for (const b of d.observe(m, m.event.time).decisions) if (b.action === 'ban') after.push({ target: b.target, until: b.until, line: m.event.origin.line! });
     const st = d.stats();
     assert.equal(st.skippedReplayed, stopAt);
     assert.equal(st.matches - st.skippedReplayed, script.length - stopAt);
@@ -186,7 +186,7 @@ test('SIGKILL at an arbitrary moment: nothing printed is lost, nothing is banned
     const wm = state.through['file:attack.log']!;
     d.restore(state, wm.time);
     const after: ChildBan[] = [];
-    for (const m of script) for (const b of d.observe(m, m.event.time)) if (b.action === 'ban') after.push({ target: b.target, until: b.until, line: m.event.origin.line! });
+    for (const m of script) for (const b of d.observe(m, m.event.time).decisions) if (b.action === 'ban') after.push({ target: b.target, until: b.until, line: m.event.origin.line! });
     assert.equal(d.stats().skippedReplayed, wm.line);
     const all = [...state.bans.map((b) => b.target), ...after.map((b) => b.target)];
     assert.equal(new Set(all).size, all.length, 'no target banned twice');
@@ -215,7 +215,7 @@ test('observeBatch: one ledger write for the whole batch, before the decisions a
   const d = new Decider({ policies: [DEFAULT_POLICY], ledger: { record: (e) => writes.push(e.length) } });
   const batch = [];
   for (let a = 0; a < 10; a++) for (let i = 0; i < 5; i++) batch.push(match(`192.0.2.${a}`, T0 + a * 10 + i));
-  const out = d.observeBatch(batch);
+  const out = d.observeBatch(batch).decisions;
   assert.equal(out.length, 10);
   assert.deepEqual(writes, [10]);
   d.observeBatch([match('192.0.2.200', T0 + 100)]);

@@ -46,11 +46,11 @@ test('property: the bans never depend on how the input is split into batches', (
   fc.assert(
     fc.property(fc.array(lineArb, { maxLength: 150 }), fc.array(fc.integer({ min: 0, max: 150 }), { maxLength: 12 }), (lines, cuts) => {
       const ms = toMatches(lines);
-      const whole = new Decider({ policies: POLICIES, maxTracked: 1000, maxSessions: 1000 }).observeBatch(ms);
+      const whole = new Decider({ policies: POLICIES, maxTracked: 1000, maxSessions: 1000 }).observeBatch(ms).decisions;
       const d = new Decider({ policies: POLICIES, maxTracked: 1000, maxSessions: 1000 });
       const bounds = [...new Set([0, ...cuts.filter((c) => c <= ms.length), ms.length])].sort((a, b) => a - b);
       const split: BanDecision[] = [];
-      for (let i = 0; i + 1 < bounds.length; i++) split.push(...d.observeBatch(ms.slice(bounds[i], bounds[i + 1])));
+      for (let i = 0; i + 1 < bounds.length; i++) split.push(...d.observeBatch(ms.slice(bounds[i], bounds[i + 1])).decisions);
       assert.deepEqual(summary(split), summary(whole));
     }),
     { numRuns: 300 },
@@ -73,7 +73,7 @@ test('property: for plain attempts the ring table decides exactly what a naive f
       const ms: Match[] = [];
       let t = T0;
       for (const x of seq) { t += x.dt === 1000 ? F : x.dt; ms.push(match(`10.0.0.${x.addr}`, t)); }
-      const got = summary(new Decider({ policies: [p], maxTracked, maxSessions: 10 }).observeBatch(ms));
+      const got = summary(new Decider({ policies: [p], maxTracked, maxSessions: 10 }).observeBatch(ms).decisions);
       // The model: full attempt lists per address, reset on ban; bans with escalation history.
       const tries = new Map<string, number[]>();
       const bans = new Map<string, number>();
