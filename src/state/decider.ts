@@ -1,7 +1,7 @@
 // The single writer of ban decisions. Pure and synchronous: matches in, decisions out; the clock is
 // the caller's `now` (event time in replay, wall time live), so replay and live share every line.
 // Each policy keeps its own bounded counters (SlotTable), active bans and ban history.
-import { isIpv6, parseCidr, prefixOf, splitCidr } from '../parse/ip.js';
+import { isIpv6, loadMaskedKey, parseAddressOrNetwork, parseCidr, prefixOf, splitCidr } from '../parse/ip.js';
 import { MailjailError } from '../types.js';
 import type { BanDecision, Cidr, Ip, Match } from '../types.js';
 import type { Allowlist } from './allowlist.js';
@@ -398,8 +398,8 @@ export class Decider {
     const target = String(rec.target);
     const refuse = (reason: string): { issue: RestoreIssue } => ({ issue: { target: target.slice(0, 64), policy: String(rec.policy).slice(0, 64), action: 'refused', reason } });
     const c = typeof rec.target === 'string' ? parseCidr(rec.target) : undefined;
-    // The form parseTarget gives (a host as a bare address), or two keys would name one target.
-    if (!c || parseTarget(c) !== rec.target) return refuse('not a canonical address or network');
+    // The form parseAddressOrNetwork gives (a host as a bare address), or two keys would name one target.
+    if (!c || parseAddressOrNetwork(c) !== rec.target) return refuse('not a canonical address or network');
     if (!Number.isFinite(rec.since) || !Number.isFinite(rec.until)) return refuse('since/until are not finite times');
     if (rec.since > now + RESTORE_SKEW_MS) return refuse(`starts ${Math.round((rec.since - now) / 1000)} s in the future`);
     const { addr, len } = splitCidr(c);
@@ -738,64 +738,9 @@ export function keyOf(ip: Ip, p: Policy): Ip | Cidr {
   return len === (v6 ? 128 : 32) ? ip : prefixOf(ip, len);
 }
 
-/**
- * Writes the counting key of `ip` under policy `p` into a table's key register: IPv4 as
- * ::ffff:a.b.c.d (masked to the IPv4 prefix), IPv6 as its 16 bytes masked to the IPv6 prefix.
- * `ip` is canonical (minted by parse/ip), so the dotted quad is read without checks.
- */
-export function loadKey(key: Uint32Array, ip: Ip, p: Policy): void {
-  if (isIpv6(ip)) {
-    v6Groups(ip, GROUPS);
-    for (let w = 0; w < 4; w++) {
-      const bits = Math.max(0, Math.min(32, p.ipv6Prefix - w * 32));
-      const word = ((GROUPS[w * 2]! << 16) | GROUPS[w * 2 + 1]!) >>> 0;
-      key[w] = bits === 0 ? 0 : bits === 32 ? word : (word & (-1 << (32 - bits))) >>> 0;
-    }
-    return;
-  }
-  let n = 0, octet = 0;
-  for (let i = 0; i < ip.length; i++) {
-    const c = ip.charCodeAt(i);
-    if (c === 0x2e) { n = (n << 8) | octet; octet = 0; } else octet = octet * 10 + (c - 0x30);
-  }
-  n = (n << 8) | octet;
-  const len = p.ipv4Prefix;
-  key[0] = 0; key[1] = 0; key[2] = 0xffff;
-  key[3] = len === 32 ? n >>> 0 : (n & (-1 << (32 - len))) >>> 0;
-}
-
-const GROUPS = new Uint16Array(8);
-
-/**
- * Reads the 8 groups of a canonical IPv6 text (as parse/ip mints it: RFC 5952, lower-case hex,
- * at most one "::", no embedded dotted quad since mapped addresses are unmapped) without
- * allocating. Equivalence with parse/ip's ipBytes is property-tested.
- */
-export function v6Groups(ip: string, out: Uint16Array): void {
-  out.fill(0);
-  const dbl = ip.indexOf('::');
-  const end = ip.length;
-  // Groups before "::" (or all of them) fill from the left.
-  let g = 0, v = 0, digits = 0;
-  const headEnd = dbl < 0 ? end : dbl;
-  for (let i = 0; i < headEnd; i++) {
-    const c = ip.charCodeAt(i);
-    if (c === 0x3a) { out[g++] = v; v = 0; digits = 0; } else { v = (v << 4) | hex(c); digits++; }
-  }
-  if (digits > 0 || (dbl < 0 && g < 8)) out[g++] = v;
-  if (dbl < 0) return;
-  // Groups after "::" fill from the right.
-  g = 7; v = 0; digits = 0;
-  let shift = 0;
-  for (let i = end - 1; i >= dbl + 2; i--) {
-    const c = ip.charCodeAt(i);
-    if (c === 0x3a) { out[g--] = v; v = 0; shift = 0; digits = 0; } else { v |= hex(c) << shift; shift += 4; digits++; }
-  }
-  if (digits > 0) out[g] = v;
-}
-
-function hex(c: number): number {
-  return c <= 0x39 ? c - 0x30 : c - 0x57; // '0'-'9', 'a'-'f'
+/** Writes the counting key of `ip` under policy `p` into a table's key register (see parse/ip). */
+function loadKey(key: Uint32Array, ip: Ip, p: Policy): void {
+  loadMaskedKey(key, ip, p.ipv4Prefix, p.ipv6Prefix);
 }
 
 /** Whether two versions of a policy count into the same table (same ring size and keys). */
@@ -825,10 +770,9 @@ function forgetCounts(st: PolicyState, addr: Ip): void {
 
 /** Operator input → canonical Ip (full-length) or Cidr. */
 function parseTarget(s: string): Ip | Cidr {
-  const c = parseCidr(s);
-  if (!c) throw new MailjailError('MJ_STATE_TARGET', `"${s}" is not an address or CIDR`);
-  const { addr, len } = splitCidr(c);
-  return len === (isIpv6(addr) ? 128 : 32) ? addr : c;
+  const t = parseAddressOrNetwork(s);
+  if (!t) throw new MailjailError('MJ_STATE_TARGET', `"${s}" is not an address or CIDR`);
+  return t;
 }
 
 function pushSorted(m: Map<string, number[]>, k: string, t: number): void {
