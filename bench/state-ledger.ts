@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Decider } from '../src/state/decider.js';
 import { Ledger, LEDGER_FILE } from '../src/state/ledger.js';
-import { DEFAULT_POLICY } from '../src/state/policy.js';
+import { defaultPolicy } from '../src/daemon/config.js';
 import type { Ip } from '../src/types.js';
 
 const base = process.argv[2] ?? tmpdir();
@@ -40,7 +40,7 @@ function restore(n: number): void {
     const t0 = performance.now();
     const o = Ledger.open(dir, { compactAfter: 1e9 });
     const t1 = performance.now();
-    const d = new Decider({ policies: [DEFAULT_POLICY] });
+    const d = new Decider({ policies: [defaultPolicy()] });
     const active = d.restore(o.state, T0 + n);
     const t2 = performance.now();
     o.ledger.compact(T0 + n);

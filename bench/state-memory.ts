@@ -5,7 +5,7 @@
 // (v6: every address in its own /64, the default IPv6 counting prefix; lines: IPv4, and every spray
 // line is a Postfix SASL pair side or a Dovecot session summary, to load the dedupe tables too.)
 import { Decider } from '../src/state/decider.js';
-import { DEFAULT_POLICY } from '../src/state/policy.js';
+import { defaultPolicy } from '../src/daemon/config.js';
 import type { AttemptInfo, Ip, LogEvent, Match } from '../src/types.js';
 
 const ATTACKERS = Number(process.argv[2] ?? 1_000_000);
@@ -16,7 +16,7 @@ const T0 = Date.UTC(2026, 10, 4);
 const mb = (n: number): string => `${(n / 1048576).toFixed(1)} MB`;
 const gcNote = global.gc ? 'after a forced GC at each report' : 'no forced GC (run with --expose-gc to force one per report)';
 
-const d = new Decider({ policies: [DEFAULT_POLICY], maxTracked: 1_000_000 });
+const d = new Decider({ policies: [defaultPolicy()], maxTracked: 1_000_000 });
 const origin = { kind: 'file', name: 'bench.log' } as const;
 
 /** Address number → dotted quad (the string the parse stage would have minted). */

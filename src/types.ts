@@ -66,13 +66,19 @@ export interface LogEvent {
 }
 
 /**
+ * Rule classes: the one list rule files are checked against.
  * `reject-temp`: a temporary (4xx) refusal the client caused; no default policy counts it (docs/rules-mta.md).
  * `server-error`: our own auth back end failed for this client's attempt (passdb unreadable, LDAP/SQL
  * down, saslauthd unreachable). Never counted against the client; state takes it as evidence of an
  * outage of its host (docs/counting.md, src/state/outage.ts).
  */
-export type RuleClass = 'auth' | 'probe' | 'reject' | 'reject-temp' | 'server-error';
-export type Service = 'smtp' | 'imap' | 'pop3' | 'sieve' | 'webmail' | 'groupware' | 'mail';
+export const RULE_CLASSES = ['auth', 'probe', 'reject', 'reject-temp', 'server-error'] as const;
+export type RuleClass = (typeof RULE_CLASSES)[number];
+/** The classes a policy may count: every class but `server-error`, which is never the client's fault. */
+export const POLICY_CLASSES = ['auth', 'probe', 'reject', 'reject-temp'] as const satisfies readonly RuleClass[];
+/** Services a rule can name: the one list rule files, policies and the config are checked against. */
+export const SERVICES = ['smtp', 'imap', 'pop3', 'sieve', 'webmail', 'groupware', 'mail'] as const;
+export type Service = (typeof SERVICES)[number];
 
 /**
  * How one matched line relates to the attempt it reports, so that state counts each attempt once

@@ -7,9 +7,9 @@ import type { LineFormat } from '../parse/index.js';
 import { RuleLoadError } from '../rules/load.js';
 import { BUNDLED_RULES_DIR, loadRulePack } from '../rules/pack.js';
 import { FileSource } from '../sources/file.js';
+import { defaultPolicy } from '../daemon/config.js';
 import { Decider } from '../state/decider.js';
 import type { StateEvent } from '../state/decider.js';
-import { DEFAULT_POLICY } from '../state/policy.js';
 import type { Policy } from '../state/policy.js';
 import type { Match, Service } from '../types.js';
 import { isIpv6, prefixOf } from '../parse/ip.js';
@@ -70,6 +70,7 @@ const positiveInt = (what: string) => (v: string): number => {
 };
 
 export function register(program: Command): void {
+  const auth = defaultPolicy();
   program
     .command('check')
     .description('replay log files (or - for stdin) through the rules and show who would be banned')
@@ -77,8 +78,8 @@ export function register(program: Command): void {
     .option('--rules <dir>', 'rule directory', BUNDLED_RULES_DIR)
     .addOption(new Option('--format <format>', 'input format').choices(LINE_FORMATS as string[]).default('auto'))
     .option('--json', 'one JSON object per matched line, then a summary object', false)
-    .option('--maxretry <n>', `attempts that trigger a ban (default ${DEFAULT_POLICY.maxretry})`, positiveInt('--maxretry'))
-    .option('--findtime <seconds>', `window in seconds (default ${DEFAULT_POLICY.findtime})`, positiveInt('--findtime'))
+    .option('--maxretry <n>', `attempts that trigger a ban (default ${auth.maxretry})`, positiveInt('--maxretry'))
+    .option('--findtime <seconds>', `window in seconds (default ${auth.findtime / 1000})`, positiveInt('--findtime'))
     .option('--top <n>', 'offenders and bans to list', positiveInt('--top'), 20)
     .action(async (files: string[], opts: CheckOptions) => {
       process.exitCode = await runCheck(files, opts);
@@ -105,11 +106,11 @@ export async function runCheck(files: string[], opts: CheckOptions, out: NodeJS.
       return 2;
     }
   }
+  // The default config's "auth" policy, as the daemon runs it; the options are seconds, the policy ms.
   const policy: Policy = {
-    ...DEFAULT_POLICY,
-    name: 'auth', // what the default config and the daemon call this policy
+    ...defaultPolicy(),
     ...(opts.maxretry !== undefined ? { maxretry: opts.maxretry } : {}),
-    ...(opts.findtime !== undefined ? { findtime: opts.findtime } : {}),
+    ...(opts.findtime !== undefined ? { findtime: opts.findtime * 1000 } : {}),
   };
   // Replay counts every address (allowlist empty): the point is to show what the log holds.
   const decider = new Decider({ policies: [policy] });
@@ -140,8 +141,7 @@ export async function runCheck(files: string[], opts: CheckOptions, out: NodeJS.
           continue;
         }
         const line = rec.origin.line ?? 0;
-        const decisions = decider.observe(m, m.event.time);
-        const attempts = decider.lastAttempts;
+        const { decisions, attempts } = decider.observe(m, m.event.time);
         if (decider.hasEvents) noteOutages(s, decider.drainEvents());
         if (s.weakOutage && m.attempt.weak === true && attempts === 0) s.weakOutage.lines++;
         tally(s, m, attempts);
@@ -350,7 +350,7 @@ function jsonSummary(s: CheckSummary): Record<string, unknown> {
     perService: Object.fromEntries(s.perService),
     perClass: Object.fromEntries(s.perClass),
     outages: s.outages.map((o) => ({ start: iso(o.start), end: iso(o.end), lines: o.lines, errors: o.errors, host: o.host, cause: o.cause })),
-    policy: { name: s.policy.name, classes: s.policy.classes, maxretry: s.policy.maxretry, findtime: s.policy.findtime },
+    policy: { name: s.policy.name, classes: s.policy.classes, maxretry: s.policy.maxretry, findtime: s.policy.findtime / 1000 },
     seconds: Number(s.seconds.toFixed(3)),
   };
 }
@@ -390,7 +390,7 @@ function report(s: CheckSummary, files: string[], top: number): string {
   }
   const p = s.policy;
   o.push('', `Would ban ${count(s.bans.length, 'address', 'addresses')} under policy ${p.name} ` +
-    `(${p.classes.join('+')}: ${count(p.maxretry, 'attempt')} within ${p.findtime} s, IPv6 per /${p.ipv6Prefix})`);
+    `(${p.classes.join('+')}: ${count(p.maxretry, 'attempt')} within ${p.findtime / 1000} s, IPv6 per /${p.ipv6Prefix})`);
   if (s.bans.length) {
     const rows = s.bans.slice(0, top).map((b) => {
       const at = s.banLine.get(b.target);

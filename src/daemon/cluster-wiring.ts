@@ -12,7 +12,8 @@ import type { Allowlist } from '../state/allowlist.js';
 import type { CountedAttempt, Decider } from '../state/decider.js';
 import type { BanDecision, Cidr, Ip } from '../types.js';
 import { MailjailError } from '../types.js';
-import type { FirewallConfig, MailjailConfig } from './config.js';
+import type { ResolvedFirewallConfig } from '../firewall/config.js';
+import type { MailjailConfig } from './config.js';
 import type { DecisionLog } from './decision-log.js';
 import type { FirewallSink, KernelBans } from './firewall-sink.js';
 import type { InForce } from './in-force.js';
@@ -27,7 +28,7 @@ export function readsSources(c: MailjailConfig): boolean {
 }
 
 /** The firewall this daemon drives: a pure collector decides and publishes, it does not touch its own kernel. */
-export function localFirewall(c: MailjailConfig): FirewallConfig {
+export function localFirewall(c: MailjailConfig): ResolvedFirewallConfig {
   return c.redis && roleOf(c) === 'collector' ? { ...c.firewall, backend: 'dry-run' as const } : c.firewall;
 }
 

@@ -1,7 +1,11 @@
 // A small declarative schema for mailjail.yaml, checked against the YAML node tree (not the
 // plain JS value) so that every error can name file, line and key. Kept in one table so the
 // docs (docs/daemon.md) and the validator describe the same thing.
+import { FIREWALL_BACKENDS, FIREWALL_TARGETS, MAXELEM, checkFirewallName, checkPorts } from '../firewall/config.js';
 import { parseCidr } from '../parse/ip.js';
+import type { Policy } from '../state/policy.js';
+import { POLICY_CLASSES, SERVICES } from '../types.js';
+import type { RuleClass } from '../types.js';
 import { parseDuration } from '../lib/duration.js';
 
 export type Field =
@@ -20,14 +24,9 @@ export type Field =
   | { readonly kind: 'custom'; readonly expect: string; readonly convert: (v: unknown) => { ok: unknown } | { error: string } };
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
-/** ipset/nft/iptables object names (the firewall stage's own rule): short, nothing a tool could misread. */
-const FW_NAME = /^[A-Za-z][A-Za-z0-9_-]{0,23}$/;
 const HOSTNAME = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 
-export const RULE_CLASSES = ['auth', 'probe', 'reject', 'reject-temp'] as const;
-export const SERVICES = ['smtp', 'imap', 'pop3', 'sieve', 'webmail', 'groupware', 'mail'] as const;
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
-export const BACKENDS = ['ipset', 'nftables', 'dry-run'] as const;
 
 /** "host:port", "[v6]:port" or ":port" (all addresses). */
 export function parseListen(s: string): { host: string; port: number } | undefined {
@@ -45,7 +44,8 @@ const str = (check?: (s: string) => string | undefined): Field => (check ? { kin
 const path = str((s) => (s.startsWith('/') || s.startsWith('.') ? undefined : 'must be a path (absolute, or relative starting with ".")'));
 const cidr = str((s) => (parseCidr(s) ? undefined : 'not an IP address or CIDR network'));
 const listen = str((s) => (parseListen(s) ? undefined : 'must be "host:port", "[ipv6]:port" or ":port"'));
-const fwName = str((s) => (FW_NAME.test(s) ? undefined : 'must be 1-24 letters, digits, "_" or "-", starting with a letter'));
+// Kernel object names follow the firewall stage's own rule.
+const fwName = str(checkFirewallName);
 const allowEntry = str((s) =>
   parseCidr(s) || HOSTNAME.test(s) ? undefined : 'not an IP address, CIDR network or host name');
 
@@ -67,16 +67,29 @@ const ports: Field = {
   kind: 'custom',
   expect: 'a list of ports (1-65535) or "all"',
   convert: (v) => {
-    if (v === 'all') return { ok: 'all' };
-    if (!Array.isArray(v) || v.length === 0) return { error: 'must be a non-empty list of ports or "all"' };
-    // iptables' multiport match takes at most 15 ports.
-    if (v.length > 15) return { error: 'at most 15 ports (the iptables multiport limit); use "all" instead' };
-    for (const p of v) {
-      if (!Number.isInteger(p) || (p as number) < 1 || (p as number) > 65535) return { error: `${JSON.stringify(p)} is not a port (1-65535)` };
-    }
-    return { ok: [...new Set(v as number[])] };
+    const bad = checkPorts(v);
+    if (bad !== undefined) return { error: bad };
+    return { ok: v === 'all' ? 'all' : [...new Set(v as number[])] };
   },
 };
+
+const MINUTE = 60_000, HOUR = 60 * MINUTE, DAY = 24 * HOUR;
+
+/**
+ * What a policy's unwritten fields are (durations in ms): the one place these defaults are written.
+ * `escalation` and `recidive` apply only when the policy has that section; their defaults fill the
+ * fields it leaves out.
+ */
+export const POLICY_DEFAULTS = {
+  classes: ['auth'] as readonly RuleClass[],
+  maxretry: 5,
+  findtime: 10 * MINUTE,
+  bantime: HOUR,
+  ipv4Prefix: 32,
+  ipv6Prefix: 64,
+  escalation: { factor: 2, maxBantime: 7 * DAY, window: 30 * DAY },
+  recidive: { bans: 3, window: DAY, bantime: 7 * DAY },
+} as const satisfies Omit<Required<Policy>, 'name' | 'services' | 'distinctUsers'>;
 
 export const SCHEMA: Field = {
   kind: 'obj',
@@ -117,7 +130,7 @@ export const SCHEMA: Field = {
         kind: 'obj',
         fields: {
           enabled: { kind: 'bool' },
-          classes: { kind: 'list', of: { kind: 'str', enum: RULE_CLASSES }, nonEmpty: true },
+          classes: { kind: 'list', of: { kind: 'str', enum: POLICY_CLASSES }, nonEmpty: true },
           services: { kind: 'list', of: { kind: 'str', enum: SERVICES }, nonEmpty: true },
           maxretry: { kind: 'int', min: 1, max: 1000 },
           findtime: { kind: 'duration', min: 1000 },
@@ -148,13 +161,13 @@ export const SCHEMA: Field = {
     firewall: {
       kind: 'obj',
       fields: {
-        backend: { kind: 'str', enum: BACKENDS },
+        backend: { kind: 'str', enum: FIREWALL_BACKENDS },
         ports,
         prefix: fwName,
         chain: fwName,
         table: fwName,
-        maxelem: { kind: 'int', min: 16, max: 16_777_216 },
-        target: { kind: 'str', enum: ['drop', 'reject'] },
+        maxelem: { kind: 'int', ...MAXELEM },
+        target: { kind: 'str', enum: FIREWALL_TARGETS },
         ipv6: { kind: 'bool' },
       },
     },

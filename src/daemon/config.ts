@@ -9,14 +9,17 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument } from 'yaml';
 import type { Document, Node as YNode } from 'yaml';
+import { resolveFirewallConfig, type FirewallConfig, type ResolvedFirewallConfig } from '../firewall/config.js';
 import { parseCidr } from '../parse/ip.js';
 import { MANUAL_POLICY } from '../state/decider.js';
+import type { Policy } from '../state/policy.js';
 import type { Cidr, RuleClass, Service } from '../types.js';
 import { MailjailError } from '../types.js';
-import { SCHEMA, checkName, durationOf, parseListen, type Field } from './config-schema.js';
+import { POLICY_DEFAULTS, SCHEMA, checkName, durationOf, parseListen, type Field } from './config-schema.js';
 import { DEFAULT_CONFIG_YAML } from './default-config.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/mailjail/mailjail.yaml';
+const EMBEDDED_DEFAULT = '<embedded default>';
 /** Built-in rule pack: <app>/rules, found relative to this module (dist/src/daemon → app root). */
 export const BUILTIN_RULES_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../../rules');
 
@@ -57,38 +60,8 @@ export interface SyslogSourceConfig {
 
 export type SourceConfig = JournaldSourceConfig | SyslogSourceConfig;
 
-export interface PolicyConfig {
-  readonly name: string;
-  readonly classes: readonly RuleClass[];
-  /** Services that count; undefined = all. */
-  readonly services?: readonly Service[];
-  readonly maxretry: number;
-  readonly findtime: number;
-  readonly bantime: number;
-  /** bantime × factor^level (level = earlier bans within `window`, default 30 days), capped at maxBantime. */
-  readonly escalation?: { readonly factor: number; readonly maxBantime: number; readonly window?: number };
-  readonly recidive?: { readonly bans: number; readonly window: number; readonly bantime: number };
-  readonly ipv4Prefix: number;
-  readonly ipv6Prefix: number;
-  /** The last maxretry attempts must name at least this many distinct users. */
-  readonly distinctUsers?: number;
-}
-
 /** Reserved by the state stage for operator bans that name no policy. */
 export const MANUAL_POLICY_NAME = MANUAL_POLICY;
-
-/** Handed to the firewall stage as is (its resolveFirewallConfig fills the rest). */
-export interface FirewallConfig {
-  readonly backend: 'ipset' | 'nftables' | 'dry-run';
-  readonly ports: readonly number[] | 'all';
-  /** Kernel object name prefix: ipset sets <prefix>-v4/-v6, chain <PREFIX>, nft table <prefix>. */
-  readonly prefix: string;
-  readonly chain?: string;
-  readonly table?: string;
-  readonly maxelem: number;
-  readonly target: 'drop' | 'reject';
-  readonly ipv6: boolean;
-}
 
 export interface MailjailConfig {
   /** Files that made this config, in merge order ("<embedded default>" for the built-in one). */
@@ -97,10 +70,12 @@ export interface MailjailConfig {
   readonly rules: { readonly dir: string };
   readonly state: { readonly dir: string; readonly maxTracked: number };
   readonly sources: readonly SourceConfig[];
-  readonly policies: readonly PolicyConfig[];
+  /** The state stage's policies, as the decider runs them (durations in ms, defaults filled). */
+  readonly policies: readonly Policy[];
   /** CIDRs and host names (host names are resolved by the state stage). */
   readonly allowlist: readonly string[];
-  readonly firewall: FirewallConfig;
+  /** As the firewall stage resolves it (its defaults, its derived names). */
+  readonly firewall: ResolvedFirewallConfig;
   readonly metrics: { readonly enabled: boolean; readonly host: string; readonly port: number };
   readonly control: { readonly socket: string };
   /** Cluster role (docs/cluster.md); absent = both (one host). */
@@ -108,8 +83,6 @@ export interface MailjailConfig {
   /** Redis for ban propagation; absent = no cluster. */
   readonly redis?: RedisConfig;
 }
-
-export const DEFAULT_PORTS = [25, 465, 587, 110, 995, 143, 993, 4190] as const;
 
 // ---------------------------------------------------------------------------------------------
 // Problems and errors.
@@ -478,32 +451,40 @@ function resolveMerged(m: Plain, locs: Map<string, Loc>, files: readonly string[
   // An enforcer-only mail host (docs/cluster.md) reads no logs.
   if (sources.length === 0 && problems.length === problemsBeforeSources && !(m['role'] === 'enforcer' && m['redis'] !== undefined)) problem('MJ_CONFIG_MISSING', 'sources', 'no enabled source: add one under "sources"');
 
-  const policies: PolicyConfig[] = [];
+  const policies: Policy[] = [];
   for (const [name, rawPol] of Object.entries(obj(m['policies']))) {
     const p = obj(rawPol);
     const key = `policies.${name}`;
     if (p['enabled'] === false) continue;
-    const num = (k: string, d: number): number => (typeof p[k] === 'number' ? p[k] : d);
+    // Durations were converted to ms by the schema; unwritten fields take POLICY_DEFAULTS.
+    const D = POLICY_DEFAULTS;
+    const num = (o: Plain, k: string, d: number): number => (typeof o[k] === 'number' ? o[k] : d);
     const esc = isPlainObject(p['escalation']) ? p['escalation'] : undefined;
     const rec = isPlainObject(p['recidive']) ? p['recidive'] : undefined;
-    const bantime = num('bantime', 3_600_000);
-    const pol: PolicyConfig = {
+    const bantime = num(p, 'bantime', D.bantime);
+    const pol: Policy = {
       name,
-      classes: (p['classes'] as RuleClass[] | undefined) ?? ['auth'],
+      classes: (p['classes'] as RuleClass[] | undefined) ?? D.classes,
       ...(Array.isArray(p['services']) ? { services: [...new Set(p['services'] as Service[])] } : {}),
-      maxretry: num('maxretry', 5),
-      findtime: num('findtime', 600_000),
+      maxretry: num(p, 'maxretry', D.maxretry),
+      findtime: num(p, 'findtime', D.findtime),
       bantime,
       ...(esc ? {
         escalation: {
-          factor: typeof esc['factor'] === 'number' ? esc['factor'] : 2,
-          maxBantime: typeof esc['maxBantime'] === 'number' ? esc['maxBantime'] : 7 * 86_400_000,
-          ...(typeof esc['window'] === 'number' ? { window: esc['window'] } : {}),
+          factor: num(esc, 'factor', D.escalation.factor),
+          maxBantime: num(esc, 'maxBantime', D.escalation.maxBantime),
+          window: num(esc, 'window', D.escalation.window),
         },
       } : {}),
-      ...(rec ? { recidive: { bans: typeof rec['bans'] === 'number' ? rec['bans'] : 3, window: typeof rec['window'] === 'number' ? rec['window'] : 86_400_000, bantime: typeof rec['bantime'] === 'number' ? rec['bantime'] : 7 * 86_400_000 } } : {}),
-      ipv4Prefix: num('ipv4Prefix', 32),
-      ipv6Prefix: num('ipv6Prefix', 64),
+      ...(rec ? {
+        recidive: {
+          bans: num(rec, 'bans', D.recidive.bans),
+          window: num(rec, 'window', D.recidive.window),
+          bantime: num(rec, 'bantime', D.recidive.bantime),
+        },
+      } : {}),
+      ipv4Prefix: num(p, 'ipv4Prefix', D.ipv4Prefix),
+      ipv6Prefix: num(p, 'ipv6Prefix', D.ipv6Prefix),
       ...(typeof p['distinctUsers'] === 'number' ? { distinctUsers: p['distinctUsers'] } : {}),
     };
     if (name === MANUAL_POLICY_NAME) problem('MJ_CONFIG_VALUE', key, `"${MANUAL_POLICY_NAME}" is reserved for operator bans that name no policy`);
@@ -514,17 +495,13 @@ function resolveMerged(m: Plain, locs: Map<string, Loc>, files: readonly string[
   }
   if (policies.length === 0) problem('MJ_CONFIG_MISSING', 'policies', 'no enabled policy: add one under "policies"');
 
-  const fw = obj(m['firewall']);
-  const firewall: FirewallConfig = {
-    backend: (fw['backend'] as FirewallConfig['backend'] | undefined) ?? 'ipset',
-    ports: (fw['ports'] as FirewallConfig['ports'] | undefined) ?? [...DEFAULT_PORTS],
-    prefix: (fw['prefix'] as string | undefined) ?? 'mailjail',
-    ...(typeof fw['chain'] === 'string' ? { chain: fw['chain'] } : {}),
-    ...(typeof fw['table'] === 'string' ? { table: fw['table'] } : {}),
-    maxelem: (fw['maxelem'] as number | undefined) ?? 65_536,
-    target: (fw['target'] as FirewallConfig['target'] | undefined) ?? 'drop',
-    ipv6: fw['ipv6'] !== false,
-  };
+  // The schema checked each field with the firewall stage's own rules; its defaults fill the rest.
+  let firewall: ResolvedFirewallConfig | undefined;
+  try {
+    firewall = resolveFirewallConfig(obj(m['firewall']) as FirewallConfig);
+  } catch (e) {
+    problem('MJ_CONFIG_VALUE', 'firewall', (e as Error).message);
+  }
 
   const met = obj(m['metrics']);
   const metricsListen = parseListen(typeof met['listen'] === 'string' ? met['listen'] : '127.0.0.1:9761')!;
@@ -578,7 +555,7 @@ function resolveMerged(m: Plain, locs: Map<string, Loc>, files: readonly string[
     sources,
     policies,
     allowlist: (m['allowlist'] as string[] | undefined) ?? [],
-    firewall,
+    firewall: firewall!,
     metrics: { enabled: met['enabled'] !== false, ...metricsListen },
     control: { socket: typeof obj(m['control'])['socket'] === 'string' ? abs('control.socket', obj(m['control'])['socket'] as string) : '/run/mailjail/control.sock' },
     ...(m['role'] !== undefined ? { role } : {}),
@@ -607,6 +584,11 @@ export function configFromTexts(texts: readonly ConfigText[]): MailjailConfig {
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return resolveMerged(merged, locs, texts.map((t) => t.file));
+}
+
+/** The policy the embedded default config runs (what `mailjail check` replays). */
+export function defaultPolicy(): Policy {
+  return configFromTexts([{ file: EMBEDDED_DEFAULT, text: DEFAULT_CONFIG_YAML }]).policies[0]!;
 }
 
 /** Drop-ins beside a main config: <dir>/conf.d/*.yaml in byte order of their names, dot-files skipped. */
@@ -653,7 +635,7 @@ export function loadConfig(opts: LoadOptions = {}): MailjailConfig {
     if (opts.path !== undefined) {
       throw new ConfigError([{ code: 'MJ_CONFIG_READ', file: mainPath, line: 1, col: 1, key: '', message: 'no such file' }]);
     }
-    main = { file: '<embedded default>', text: DEFAULT_CONFIG_YAML };
+    main = { file: EMBEDDED_DEFAULT, text: DEFAULT_CONFIG_YAML };
   }
   return configFromTexts([main, ...dropInsFor(mainPath).map(read)]);
 }

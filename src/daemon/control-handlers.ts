@@ -94,7 +94,7 @@ export class ControlCommands {
     const ds = this.p.decider.ban({
       target: args.target, now: this.p.now(),
       ...(args.policy !== undefined ? { policy: args.policy } : {}),
-      ...(args.durationMs !== undefined ? { bantime: args.durationMs / 1000 } : {}),
+      ...(args.durationMs !== undefined ? { bantime: args.durationMs } : {}),
     });
     for (const d of ds) this.p.decisions.write(d, undefined);
     this.p.publisher?.publish(ds);

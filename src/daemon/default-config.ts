@@ -17,25 +17,18 @@ sources:
   #   allow: ["192.0.2.0/24", "2001:db8::/32"]
 
 policies:
-  # Failed logins on any mail service: 5 within 10 minutes → banned for 1 hour,
-  # doubled per repeat offence up to 1 week.
+  # Failed logins on any mail service. Fields left out take their defaults (docs/daemon.md):
+  # maxretry 5, findtime 10m, bantime 1h, ipv4Prefix 32, ipv6Prefix 64.
   auth:
     classes: [auth]
-    maxretry: 5
-    findtime: 10m
-    bantime: 1h
-    escalation:
-      factor: 2
-      maxBantime: 7d
-    ipv4Prefix: 32
-    ipv6Prefix: 64
+    escalation: {}        # on: bantime doubled per repeat offence within 30d, up to maxBantime 7d
 
 # Never banned (CIDRs or host names); loopback and this machine's own addresses are added automatically.
 allowlist: []
 
 firewall:
   backend: ipset          # ipset | nftables | dry-run
-  ports: [25, 465, 587, 110, 995, 143, 993, 4190]
+  # ports: default the mail ports (25, 465, 587, 110, 995, 143, 993, 4190); "all" for every port
 
 state:
   dir: /var/lib/mailjail

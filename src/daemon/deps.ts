@@ -3,7 +3,8 @@
 import type { Logger } from 'pino';
 import type { RuleEngine } from '../rules/engine.js';
 import type { FirewallBackend, Source } from '../types.js';
-import type { FirewallConfig, MailjailConfig, SourceConfig } from './config.js';
+import type { ResolvedFirewallConfig } from '../firewall/config.js';
+import type { MailjailConfig, SourceConfig } from './config.js';
 import type { Metrics } from './metrics.js';
 
 /** What a source factory gets besides its own config. */
@@ -28,7 +29,7 @@ export interface DaemonDeps {
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly makeSource: (cfg: SourceConfig, ctx: SourceContext) => Source;
-  readonly makeFirewall: (cfg: FirewallConfig, ctx: FirewallContext) => FirewallBackend;
+  readonly makeFirewall: (cfg: ResolvedFirewallConfig, ctx: FirewallContext) => FirewallBackend;
   readonly loadRules?: (dir: string) => RuleEngine;
   readonly resolveHost?: (host: string) => Promise<string[]>;
   /** Add this machine's addresses and loopback to the allowlist (default true; tests turn it off). */

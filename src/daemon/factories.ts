@@ -1,9 +1,9 @@
 // Config sections → stage objects: the sources and the firewall backend named in mailjail.yaml.
 // Kept apart from start.ts so that tests can hand the daemon their own sources and backends.
-import { createBackend } from '../firewall/index.js';
+import { createBackend, type ResolvedFirewallConfig } from '../firewall/index.js';
 import { JournaldSource, SyslogSource } from '../sources/index.js';
 import type { FirewallBackend, Source } from '../types.js';
-import type { FirewallConfig, SourceConfig } from './config.js';
+import type { SourceConfig } from './config.js';
 import type { FirewallContext, SourceContext } from './deps.js';
 
 export function makeSource(cfg: SourceConfig, ctx: SourceContext): Source {
@@ -44,7 +44,7 @@ export function makeSource(cfg: SourceConfig, ctx: SourceContext): Source {
   });
 }
 
-export function makeFirewall(cfg: FirewallConfig, _ctx: FirewallContext, opts: { dryRun?: boolean } = {}): FirewallBackend {
+export function makeFirewall(cfg: ResolvedFirewallConfig, _ctx: FirewallContext, opts: { dryRun?: boolean } = {}): FirewallBackend {
   return createBackend({
     backend: opts.dryRun ? 'dry-run' : cfg.backend,
     prefix: cfg.prefix,

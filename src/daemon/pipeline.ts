@@ -65,9 +65,9 @@ export class Pipeline {
       at.push(rec.kind === 'journal' ? Math.min(now, m.event.time) : now);
     }
     if (ms.length === 0) return;
-    let ds: BanDecision[] = [];
+    let ds: readonly BanDecision[] = [];
     try {
-      ds = decider.observeBatch(ms, (_m, i) => at[i]!);
+      ds = decider.observeBatch(ms, (_m, i) => at[i]!).decisions;
     } catch (e) {
       // Not durable, so not applied: the decider has undone the batch's bans (see above).
       this.p.ledgerMetrics.sync();

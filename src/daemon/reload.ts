@@ -17,7 +17,7 @@ import type { MailjailConfig, SourceConfig } from './config.js';
 import type { DaemonDeps } from './deps.js';
 import type { InForce } from './in-force.js';
 import type { Metrics } from './metrics.js';
-import { ledgerHistoryMs, toStatePolicy } from './state-policy.js';
+import { ledgerHistoryMs } from './state-policy.js';
 import { SourceBuildError, type Supervisor } from './supervisor.js';
 import type { SwappableAllowlist } from './swappable-allowlist.js';
 
@@ -85,7 +85,7 @@ export class Reloader {
       // The same decider, reloaded: counters carry over where they still mean the same thing,
       // bans and escalation history always (it validates everything before changing anything).
       try {
-        afresh = this.p.decider.reload({ policies: next.policies.map(toStatePolicy), maxTracked: next.state.maxTracked });
+        afresh = this.p.decider.reload({ policies: next.policies, maxTracked: next.state.maxTracked });
       } catch (e) {
         throw refuse('policies', e);
       }

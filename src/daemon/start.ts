@@ -26,7 +26,7 @@ import type { Metrics } from './metrics.js';
 import { Pipeline } from './pipeline.js';
 import { RateLimitedLog } from './rate-limit.js';
 import { Reloader } from './reload.js';
-import { ledgerHistoryMs, toStatePolicy } from './state-policy.js';
+import { ledgerHistoryMs } from './state-policy.js';
 import { SourceBuildError, Supervisor } from './supervisor.js';
 import { SwappableAllowlist } from './swappable-allowlist.js';
 
@@ -79,7 +79,7 @@ export async function start(deps: DaemonDeps): Promise<Started> {
   let restoredBans: number;
   try {
     decider = new Decider({
-      policies: config.policies.map(toStatePolicy), allowlist: allow, maxTracked: config.state.maxTracked, ledger,
+      policies: config.policies, allowlist: allow, maxTracked: config.state.maxTracked, ledger,
       ...(counted ? { onCounted: counted.emit } : {}),
     });
     const issues: RestoreIssue[] = [];

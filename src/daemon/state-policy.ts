@@ -1,29 +1,8 @@
-// Config policies → the state stage's policies, and how long the ledger keeps past bans for them.
-import { DEFAULT_ESCALATION_WINDOW, historyMsFor, type Policy } from '../state/policy.js';
-import type { MailjailConfig, PolicyConfig } from './config.js';
-
-/** State → firewall policy: config durations are ms, the state stage counts in seconds. */
-export function toStatePolicy(p: PolicyConfig): Policy {
-  return {
-    name: p.name,
-    classes: p.classes,
-    ...(p.services ? { services: p.services } : {}),
-    maxretry: p.maxretry,
-    findtime: p.findtime / 1000,
-    bantime: p.bantime / 1000,
-    ...(p.escalation ? {
-      escalation: {
-        factor: p.escalation.factor,
-        maxBantime: p.escalation.maxBantime / 1000,
-        ...(p.escalation.window !== undefined ? { window: p.escalation.window / 1000 } : {}),
-      },
-    } : {}),
-    ...(p.recidive ? { recidive: { bans: p.recidive.bans, window: p.recidive.window / 1000, bantime: p.recidive.bantime / 1000 } } : {}),
-    ipv4Prefix: p.ipv4Prefix,
-    ipv6Prefix: p.ipv6Prefix,
-    ...(p.distinctUsers !== undefined ? { distinctUsers: p.distinctUsers } : {}),
-  };
-}
+// How long the ledger keeps past bans for the configured policies (config produces the state
+// stage's Policy directly, in ms: there is no conversion left to do here).
+import { historyMsFor } from '../state/policy.js';
+import type { MailjailConfig } from './config.js';
+import { POLICY_DEFAULTS } from './config-schema.js';
 
 /**
  * How long the ledger keeps past bans: the longest escalation/recidive history any policy needs,
@@ -31,5 +10,5 @@ export function toStatePolicy(p: PolicyConfig): Policy {
  * still finds a month of history.
  */
 export function ledgerHistoryMs(c: MailjailConfig): number {
-  return Math.max(DEFAULT_ESCALATION_WINDOW * 1000, historyMsFor(c.policies.map(toStatePolicy)));
+  return Math.max(POLICY_DEFAULTS.escalation.window, historyMsFor(c.policies));
 }

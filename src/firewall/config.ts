@@ -3,7 +3,11 @@
 // a production instance never touch each other's sets.
 import { MailjailError } from '../types.js';
 
-export type FirewallBackendName = 'ipset' | 'nftables' | 'dry-run';
+/** The backends, the targets and the default ports: the one list of each (the config schema checks against them). */
+export const FIREWALL_BACKENDS = ['ipset', 'nftables', 'dry-run'] as const;
+export type FirewallBackendName = (typeof FIREWALL_BACKENDS)[number];
+export const FIREWALL_TARGETS = ['drop', 'reject'] as const;
+export type FirewallTarget = (typeof FIREWALL_TARGETS)[number];
 
 export interface FirewallConfig {
   /** Which backend to use. Default 'ipset' (ipset + iptables/ip6tables). */
@@ -22,7 +26,7 @@ export interface FirewallConfig {
   /** Capacity of each set (per address family). Default 65536. A warning is raised at 80 % full. */
   readonly maxelem?: number;
   /** What a match does: silently drop (default) or reject with a TCP reset / ICMP unreachable. */
-  readonly target?: 'drop' | 'reject';
+  readonly target?: FirewallTarget;
   /** Whether to install IPv6 rules too (default true). */
   readonly ipv6?: boolean;
   /** Run every command inside this network namespace (`ip netns exec <netns> ...`); tests and containers. */
@@ -34,6 +38,9 @@ export interface FirewallConfig {
 /** The default ports: SMTP, SMTPS, submission, POP3, POP3S, IMAP, IMAPS, ManageSieve. */
 export const MAIL_PORTS: readonly number[] = [25, 465, 587, 110, 995, 143, 993, 4190];
 
+/** Bounds of `maxelem` (entries per set and family). */
+export const MAXELEM = { min: 16, max: 16_777_216 } as const;
+
 export interface ResolvedFirewallConfig {
   readonly backend: FirewallBackendName;
   readonly prefix: string;
@@ -43,7 +50,7 @@ export interface ResolvedFirewallConfig {
   readonly table: string;
   readonly ports: readonly number[] | 'all';
   readonly maxelem: number;
-  readonly target: 'drop' | 'reject';
+  readonly target: FirewallTarget;
   readonly ipv6: boolean;
   readonly netns: string | undefined;
   readonly commandTimeoutMs: number;
@@ -53,6 +60,23 @@ export interface ResolvedFirewallConfig {
 // never be read as an option or a keyword by the tools.
 const NAME = /^[A-Za-z][A-Za-z0-9_-]{0,23}$/;
 
+/** The rule for kernel object names (prefix, chain, table): an error text, or undefined when fine. */
+export function checkFirewallName(s: string): string | undefined {
+  return NAME.test(s) ? undefined : 'must be 1-24 letters, digits, "_" or "-", starting with a letter';
+}
+
+/** The rule for `ports`: an error text, or undefined when `v` is "all" or a usable list of ports. */
+export function checkPorts(v: unknown): string | undefined {
+  if (v === 'all') return undefined;
+  if (!Array.isArray(v) || v.length === 0) return 'must be a non-empty list of ports or "all"';
+  // iptables' multiport match takes at most 15 ports.
+  if (v.length > 15) return 'at most 15 ports (the iptables multiport limit); use "all" instead';
+  for (const p of v as unknown[]) {
+    if (!Number.isInteger(p) || (p as number) < 1 || (p as number) > 65535) return `${JSON.stringify(p)} is not a port (1-65535)`;
+  }
+  return undefined;
+}
+
 function bad(msg: string): never {
   throw new MailjailError('MJ_FW_CONFIG', msg);
 }
@@ -60,24 +84,21 @@ function bad(msg: string): never {
 /** Fills defaults and validates; throws MJ_FW_CONFIG naming the bad field. */
 export function resolveFirewallConfig(c: FirewallConfig = {}): ResolvedFirewallConfig {
   const backend = c.backend ?? 'ipset';
-  if (!['ipset', 'nftables', 'dry-run'].includes(backend)) bad(`firewall.backend: unknown backend ${JSON.stringify(backend)}`);
-  const prefix = c.prefix ?? 'mailjail';
-  if (!NAME.test(prefix)) bad(`firewall.prefix: ${JSON.stringify(prefix)} must match ${NAME.source}`);
-  const chain = c.chain ?? prefix.toUpperCase();
-  if (!NAME.test(chain)) bad(`firewall.chain: ${JSON.stringify(chain)} must match ${NAME.source}`);
-  const table = c.table ?? prefix;
-  if (!NAME.test(table)) bad(`firewall.table: ${JSON.stringify(table)} must match ${NAME.source}`);
+  if (!FIREWALL_BACKENDS.includes(backend)) bad(`firewall.backend: unknown backend ${JSON.stringify(backend)}`);
+  const name = (key: string, v: string): string => {
+    const why = checkFirewallName(v);
+    return why === undefined ? v : bad(`firewall.${key}: ${JSON.stringify(v)} ${why}`);
+  };
+  const prefix = name('prefix', c.prefix ?? 'mailjail');
+  const chain = name('chain', c.chain ?? prefix.toUpperCase());
+  const table = name('table', c.table ?? prefix);
   const ports = c.ports ?? MAIL_PORTS;
-  if (ports !== 'all') {
-    if (!Array.isArray(ports) || ports.length === 0) bad('firewall.ports: give a non-empty list of ports or "all"');
-    // iptables' multiport match takes at most 15 ports.
-    if (ports.length > 15) bad('firewall.ports: at most 15 ports (iptables multiport limit); use "all" instead');
-    for (const p of ports) if (!Number.isInteger(p) || p < 1 || p > 65535) bad(`firewall.ports: ${String(p)} is not a port`);
-  }
+  const badPorts = checkPorts(ports);
+  if (badPorts !== undefined) bad(`firewall.ports: ${badPorts}`);
   const maxelem = c.maxelem ?? 65536;
-  if (!Number.isInteger(maxelem) || maxelem < 16 || maxelem > 16_777_216) bad(`firewall.maxelem: ${String(maxelem)} must be an integer in 16..16777216`);
+  if (!Number.isInteger(maxelem) || maxelem < MAXELEM.min || maxelem > MAXELEM.max) bad(`firewall.maxelem: ${String(maxelem)} must be an integer in ${MAXELEM.min}..${MAXELEM.max}`);
   const target = c.target ?? 'drop';
-  if (target !== 'drop' && target !== 'reject') bad(`firewall.target: must be "drop" or "reject"`);
+  if (!FIREWALL_TARGETS.includes(target)) bad(`firewall.target: must be ${FIREWALL_TARGETS.map((t) => `"${t}"`).join(' or ')}`);
   if (c.netns !== undefined && !/^[A-Za-z0-9_.-]{1,64}$/.test(c.netns)) bad(`firewall.netns: ${JSON.stringify(c.netns)} is not a namespace name`);
   const commandTimeoutMs = c.commandTimeoutMs ?? 30_000;
   if (!(commandTimeoutMs > 0)) bad('firewall.commandTimeoutMs must be > 0');

@@ -14,7 +14,7 @@ function v4Octets(s: string): number[] | undefined {
 }
 
 /** Parses an IPv6 text form into 8 16-bit groups, or undefined. Zone ids (`%eth0`) are refused. */
-function v6Groups(s: string): number[] | undefined {
+function parseV6Groups(s: string): number[] | undefined {
   if (s.length < 2 || s.length > 45) return undefined;
   let tail: number[] = [];
   let text = s;
@@ -86,7 +86,7 @@ export function parseIp(input: string): Ip | undefined {
     const o = v4Octets(s);
     return o ? (`${o[0]!}.${o[1]!}.${o[2]!}.${o[3]!}` as Ip) : undefined;
   }
-  const g = v6Groups(s);
+  const g = parseV6Groups(s);
   if (!g) return undefined;
   if (isV4Mapped(g)) return `${g[6]! >> 8}.${g[6]! & 255}.${g[7]! >> 8}.${g[7]! & 255}` as Ip;
   return formatV6(g) as Ip;
@@ -99,7 +99,7 @@ export function isIpv6(ip: Ip | Cidr): boolean {
 /** Address bytes: 4 for IPv4, 16 for IPv6. */
 export function ipBytes(ip: Ip): Uint8Array {
   if (!isIpv6(ip)) return Uint8Array.from(v4Octets(ip)!);
-  const g = v6Groups(ip)!;
+  const g = parseV6Groups(ip)!;
   const b = new Uint8Array(16);
   g.forEach((x, i) => { b[2 * i] = x >> 8; b[2 * i + 1] = x & 255; });
   return b;
@@ -157,4 +157,78 @@ export function splitCidr(c: Cidr): { addr: Ip; len: number } {
 export function cidrContains(net: Cidr, ip: Ip): boolean {
   const { addr, len } = splitCidr(net);
   return isIpv6(addr) === isIpv6(ip) && prefixOf(ip, len) === net;
+}
+
+/**
+ * An address or network the way one ban target is named: a full-length network (/32, /128) is the
+ * bare address, anything else its canonical Cidr, so that one target has one spelling (one ledger
+ * key, one set entry). Undefined when `input` is neither.
+ */
+export function parseAddressOrNetwork(input: string): Ip | Cidr | undefined {
+  const c = parseCidr(input);
+  if (!c) return undefined;
+  const { addr, len } = splitCidr(c);
+  return len === (isIpv6(addr) ? 128 : 32) ? addr : c;
+}
+
+// ── Allocation-free reading of canonical addresses (the state stage's counting keys) ─────────
+
+/**
+ * Writes the 128-bit key of `ip` masked to its family's prefix into `key` (4 words): IPv4 as
+ * ::ffff:a.b.c.d masked to `ipv4Prefix`, IPv6 as its 16 bytes masked to `ipv6Prefix`, so an IPv6
+ * key never equals an IPv4 one (mapped addresses were unmapped when the Ip was minted). `ip` is
+ * canonical (minted here), so the text is read without checks and without allocating.
+ */
+export function loadMaskedKey(key: Uint32Array, ip: Ip, ipv4Prefix: number, ipv6Prefix: number): void {
+  if (isIpv6(ip)) {
+    v6Groups(ip, GROUPS);
+    for (let w = 0; w < 4; w++) {
+      const bits = Math.max(0, Math.min(32, ipv6Prefix - w * 32));
+      const word = ((GROUPS[w * 2]! << 16) | GROUPS[w * 2 + 1]!) >>> 0;
+      key[w] = bits === 0 ? 0 : bits === 32 ? word : (word & (-1 << (32 - bits))) >>> 0;
+    }
+    return;
+  }
+  let n = 0, octet = 0;
+  for (let i = 0; i < ip.length; i++) {
+    const c = ip.charCodeAt(i);
+    if (c === 0x2e) { n = (n << 8) | octet; octet = 0; } else octet = octet * 10 + (c - 0x30);
+  }
+  n = (n << 8) | octet;
+  key[0] = 0; key[1] = 0; key[2] = 0xffff;
+  key[3] = ipv4Prefix === 32 ? n >>> 0 : (n & (-1 << (32 - ipv4Prefix))) >>> 0;
+}
+
+const GROUPS = new Uint16Array(8);
+
+/**
+ * Reads the 8 groups of a canonical IPv6 text (as parseIp mints it: RFC 5952, lower-case hex, at
+ * most one "::", no embedded dotted quad since mapped addresses are unmapped) without allocating.
+ * Equivalence with ipBytes (the validating reader) is property-tested.
+ */
+export function v6Groups(ip: string, out: Uint16Array): void {
+  out.fill(0);
+  const dbl = ip.indexOf('::');
+  const end = ip.length;
+  // Groups before "::" (or all of them) fill from the left.
+  let g = 0, v = 0, digits = 0;
+  const headEnd = dbl < 0 ? end : dbl;
+  for (let i = 0; i < headEnd; i++) {
+    const c = ip.charCodeAt(i);
+    if (c === 0x3a) { out[g++] = v; v = 0; digits = 0; } else { v = (v << 4) | hex(c); digits++; }
+  }
+  if (digits > 0 || (dbl < 0 && g < 8)) out[g++] = v;
+  if (dbl < 0) return;
+  // Groups after "::" fill from the right.
+  g = 7; v = 0; digits = 0;
+  let shift = 0;
+  for (let i = end - 1; i >= dbl + 2; i--) {
+    const c = ip.charCodeAt(i);
+    if (c === 0x3a) { out[g--] = v; v = 0; shift = 0; digits = 0; } else { v |= hex(c) << shift; shift += 4; digits++; }
+  }
+  if (digits > 0) out[g] = v;
+}
+
+function hex(c: number): number {
+  return c <= 0x39 ? c - 0x30 : c - 0x57; // '0'-'9', 'a'-'f'
 }

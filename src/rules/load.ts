@@ -4,12 +4,9 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LineCounter, isMap, isScalar, isSeq, parseDocument } from 'yaml';
 import type { Node as YamlNode } from 'yaml';
-import { MailjailError } from '../types.js';
+import { MailjailError, RULE_CLASSES as CLASSES, SERVICES } from '../types.js';
 import type { AttemptInfo, RuleClass, Service } from '../types.js';
 import { lintPattern } from './lint.js';
-
-export const SERVICES: readonly Service[] = ['smtp', 'imap', 'pop3', 'sieve', 'webmail', 'groupware', 'mail'];
-export const CLASSES: readonly RuleClass[] = ['auth', 'probe', 'reject', 'reject-temp', 'server-error'];
 
 export interface SampleMatch {
   readonly line: string; readonly ip: string; readonly user?: string; readonly service?: Service;

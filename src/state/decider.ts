@@ -1,7 +1,7 @@
 // The single writer of ban decisions. Pure and synchronous: matches in, decisions out; the clock is
 // the caller's `now` (event time in replay, wall time live), so replay and live share every line.
 // Each policy keeps its own bounded counters (SlotTable), active bans and ban history.
-import { isIpv6, parseCidr, prefixOf, splitCidr } from '../parse/ip.js';
+import { isIpv6, loadMaskedKey, parseAddressOrNetwork, parseCidr, prefixOf, splitCidr } from '../parse/ip.js';
 import { MailjailError } from '../types.js';
 import type { BanDecision, Cidr, Ip, Match } from '../types.js';
 import type { Allowlist } from './allowlist.js';
@@ -9,7 +9,7 @@ import { AUTH_PROCESS_SIDE, Deduper } from './dedupe.js';
 import type { DedupeOptions } from './dedupe.js';
 import { OutageDetector } from './outage.js';
 import type { Outage, OutageOptions } from './outage.js';
-import { banSeconds, historyWindow, policyCounts, validatePolicy, DEFAULT_ESCALATION_WINDOW } from './policy.js';
+import { banMs, historyWindow, maxBanMs, policyCounts, validatePolicy } from './policy.js';
 import type { Policy } from './policy.js';
 import type { BanRecord, LedgerEntry, LedgerSink, LedgerState, Position, Through } from './records.js';
 import { SlotTable, userHash } from './window.js';
@@ -33,6 +33,19 @@ export interface DeciderOptions extends DedupeOptions, OutageOptions {
   /** Told of every attempt counted, per policy (shared counting across collectors: docs/cluster.md). */
   readonly onCounted?: (e: CountedAttempt) => void;
 }
+
+/** What observing one match (or a batch) did. */
+export interface Observation {
+  /** Bans decided (usually none); each ban carries its evidence (the counted matches behind it). */
+  readonly decisions: readonly BanDecision[];
+  /**
+   * New attempts counted: 0 for a line that repeats an attempt (pair, session), an ignored weak
+   * line, or a line of an address already banned. Summed over the matches of a batch.
+   */
+  readonly attempts: number;
+}
+
+const NOTHING: Observation = Object.freeze({ decisions: Object.freeze([]) as readonly BanDecision[], attempts: 0 });
 
 export interface CountedAttempt {
   readonly policy: string;
@@ -116,12 +129,12 @@ const RESTORE_SKEW_MS = 5 * 60_000;
 const RESTORE_WIDEST = { 4: 16, 6: 32 } as const;
 /** Widest restored operator ban: what the firewall accepts. A policy no longer configured gets RESTORE_WIDEST. */
 const RESTORE_WIDEST_MANUAL = { 4: 8, 6: 16 } as const;
-/** Longest restored operator ban, or ban of a policy no longer configured (s); a longer one is clamped. */
-export const MAX_MANUAL_BAN_S = 365 * 86400;
+/** Longest restored operator ban, or ban of a policy no longer configured (ms); a longer one is clamped. */
+export const MAX_MANUAL_BAN_MS = 365 * 86_400_000;
 
 interface PolicyState {
   readonly p: Policy;
-  /** findtime in ms. */
+  /** findtime (ms). */
   readonly window: number;
   readonly historyMs: number;
   readonly table: SlotTable;
@@ -162,7 +175,7 @@ const SWEEP_EVERY = 65_536;
 const MAX_EVENTS = 10_000;
 
 function manualPolicy(name: string): Policy {
-  return { name, classes: ['auth'], maxretry: 1, findtime: 1, bantime: 3600, ipv4Prefix: 32, ipv6Prefix: 128 };
+  return { name, classes: ['auth'], maxretry: 1, findtime: 1000, bantime: 3_600_000, ipv4Prefix: 32, ipv6Prefix: 128 };
 }
 
 export class Decider {
@@ -181,20 +194,7 @@ export class Decider {
   /** Ledger entries (and how to undo their bans) held back for one group commit at the end of observeBatch. */
   private batch: Batch | undefined;
   private wasOutage = false;
-  private lastAttemptsN = 0;
-
-  /**
-   * New attempts the last `observe` counted for its match: 0 for a line that repeats an attempt
-   * (pair, session), an ignored weak line, a line excused by an outage or paired with a server
-   * error, a server-error line, or a line of an address already banned. For reports.
-   */
-  get lastAttempts(): number {
-    return this.lastAttemptsN;
-  }
-
   private readonly keepEvidence: number;
-  /** Evidence of the ban `count` just decided (handed from count() to observe()). */
-  private lastEvidence: Match[] | undefined;
   private sinceSweep = 0;
   private readonly onCounted: ((e: CountedAttempt) => void) | undefined;
   private readonly s = {
@@ -223,18 +223,17 @@ export class Decider {
   }
 
   /**
-   * Counts one matched line at time `now` (ms) and returns the bans it triggers (usually none).
-   * Decisions are in the ledger (when one is configured) before this returns. When the ledger
+   * Counts one matched line at time `now` (ms); returns the bans it triggers (usually none) and
+   * the new attempts it counted. Decisions are in the ledger (when one is configured) before this returns. When the ledger
    * cannot write, it throws MJ_STATE_LEDGER and none of the line's bans is kept (the line itself
    * stays counted, so the address's next line decides the ban again).
    */
-  observe(m: Match, now: number): BanDecision[] {
+  observe(m: Match, now: number): Observation {
     this.s.matches++;
-    this.lastAttemptsN = 0;
     if (++this.sinceSweep >= SWEEP_EVERY) this.sweep(now);
     if (this.resumeAfter.size > 0 && this.alreadyCounted(m)) {
       this.s.skippedReplayed++;
-      return [];
+      return NOTHING;
     }
     this.track(m);
     this.endQuietOutages(now);
@@ -242,22 +241,22 @@ export class Decider {
     if (m.class === 'server-error') {
       this.s.serverErrors++;
       if (this.outages.serverError(m.event.host, m.ip, now)) this.emit({ kind: 'outage', state: 'start', time: now, cause: 'server-error', host: m.event.host });
-      return [];
+      return NOTHING;
     }
     let any = false;
     for (const st of this.states) if (policyCounts(st.p, m)) { any = true; break; }
     if (!any) {
       this.s.ignored++;
-      return [];
+      return NOTHING;
     }
     // A banned address is not counted by any policy until its ban ends: its lines are the firewall
     // catching up, and a second, shorter ban of the same target could shorten the first one.
     if (this.bannedNow(m.ip, now)) {
       this.s.whileBanned++;
-      return [];
+      return NOTHING;
     }
     if (this.batch && this.batch.forgets.size > 0) this.settleForgets(m.ip);
-    if (this.dedupe.duplicate(m)) return []; // one line logged twice (syslog_duplication, two collectors)
+    if (this.dedupe.duplicate(m)) return NOTHING; // one line logged twice (syslog_duplication, two collectors)
     // The auth process's own verdict (side auth-process): the back end answers again.
     if (m.attempt.pair?.side === AUTH_PROCESS_SIDE) {
       const o = this.outages.recovered(m.event.host, now);
@@ -267,7 +266,7 @@ export class Decider {
     // failure paired with a server-error line of its address is that failed attempt, on any host.
     if (this.outages.excuses(m.event.host, m.ip, now)) {
       this.s.outageExcused++;
-      return [];
+      return NOTHING;
     }
     // A weak line is decided before it takes part in pairing: an ignored one must not leave a
     // pair credit that would swallow the definite line the other daemon logs for the same attempt.
@@ -279,30 +278,30 @@ export class Decider {
       this.wasOutage = outage;
       if (!corroborated || outage) {
         this.s.weakIgnored++;
-        return [];
+        return NOTHING;
       }
     }
     const n = this.dedupe.credit(m, now);
-    this.lastAttemptsN = n;
-    if (n === 0) return [];
+    if (n === 0) return NOTHING;
+    const counted: Observation = { decisions: NOTHING.decisions, attempts: n };
     if (this.allowlist?.contains(m.ip)) {
       this.s.allowlistedHits += n;
       for (const st of this.states) if (policyCounts(st.p, m)) this.reportAllowlisted(st, m.ip, now);
-      return [];
+      return counted;
     }
     let out: BanDecision[] | undefined;
     const entries: LedgerEntry[] = [];
     const undo: BanUndo[] = [];
     for (const st of this.states) {
       if (!policyCounts(st.p, m)) continue;
-      const rec = this.count(st, m, n, weak, now, undo);
-      if (rec) {
-        (out ??= []).push({ action: 'ban', target: rec.target, until: rec.until, level: rec.level, policy: rec.policy, ruleId: rec.ruleId, evidence: this.lastEvidence ?? [m] });
-        this.lastEvidence = undefined;
+      const banned = this.count(st, m, n, weak, now, undo);
+      if (banned) {
+        const { rec, evidence } = banned;
+        (out ??= []).push({ action: 'ban', target: rec.target, until: rec.until, level: rec.level, policy: rec.policy, ruleId: rec.ruleId, evidence });
         entries.push({ t: 'ban', ...rec, through: this.through() });
       }
     }
-    if (!out) return [];
+    if (!out) return counted;
     if (this.batch) {
       this.batch.entries.push(...entries);
       for (const u of undo) {
@@ -314,7 +313,7 @@ export class Decider {
       // the daemon could not remember is neither handed on nor listed.
       this.commit(entries, undo);
     }
-    return out;
+    return { decisions: out, attempts: n };
   }
 
   /**
@@ -324,16 +323,18 @@ export class Decider {
    * fails (or a match throws), every ban of the batch is undone and MJ_STATE_LEDGER is thrown; the
    * matches stay counted, so each offender's next line decides its ban again.
    */
-  observeBatch(ms: readonly Match[], now?: number | ((m: Match, i: number) => number)): BanDecision[] {
+  observeBatch(ms: readonly Match[], now?: number | ((m: Match, i: number) => number)): Observation {
     if (this.batch) throw new MailjailError('MJ_STATE_REENTRANT', 'observeBatch called inside observeBatch');
     const out: BanDecision[] = [];
+    let attempts = 0;
     const batch: Batch = { entries: [], undo: [], forgets: new Map() };
     this.batch = batch;
     try {
       for (let i = 0; i < ms.length; i++) {
         const m = ms[i]!;
-        const d = this.observe(m, typeof now === 'function' ? now(m, i) : now ?? m.event.time);
-        if (d.length > 0) out.push(...d);
+        const o = this.observe(m, typeof now === 'function' ? now(m, i) : now ?? m.event.time);
+        attempts += o.attempts;
+        if (o.decisions.length > 0) out.push(...o.decisions);
       }
     } catch (e) {
       this.batch = undefined;
@@ -342,17 +343,17 @@ export class Decider {
     }
     this.batch = undefined;
     this.commit(batch.entries, batch.undo);
-    return out;
+    return { decisions: out, attempts };
   }
 
   /**
    * Operator ban: enters the same path as a rule ban (ledger, history, the same decision type).
-   * `bantime` (s) defaults to the policy's escalated ban time. Allowlisted targets are refused.
+   * `bantime` (ms) defaults to the policy's escalated ban time. Allowlisted targets are refused.
    */
   ban(req: { readonly target: string; readonly now: number; readonly bantime?: number; readonly policy?: string; readonly ruleId?: string }): BanDecision[] {
     const target = parseTarget(req.target);
     if (this.allowlist?.overlaps(parseCidr(target)!)) throw new MailjailError('MJ_STATE_ALLOWLISTED', `${target} is allowlisted; remove it from the allowlist first`);
-    if (req.bantime !== undefined && !(Number.isFinite(req.bantime) && req.bantime > 0)) throw new MailjailError('MJ_STATE_BANTIME', 'bantime must be > 0 seconds');
+    if (req.bantime !== undefined && !(Number.isFinite(req.bantime) && req.bantime > 0)) throw new MailjailError('MJ_STATE_BANTIME', 'bantime must be > 0 ms');
     const st = this.stateFor(req.policy ?? MANUAL_POLICY, req.policy === undefined);
     const undo = this.undoFor(st, target, splitCidr(parseCidr(target)!).addr, true);
     const rec = this.decide(st, target, req.ruleId ?? 'operator', req.now, req.bantime);
@@ -437,8 +438,8 @@ export class Decider {
     const target = String(rec.target);
     const refuse = (reason: string): { issue: RestoreIssue } => ({ issue: { target: target.slice(0, 64), policy: String(rec.policy).slice(0, 64), action: 'refused', reason } });
     const c = typeof rec.target === 'string' ? parseCidr(rec.target) : undefined;
-    // The form parseTarget gives (a host as a bare address), or two keys would name one target.
-    if (!c || parseTarget(c) !== rec.target) return refuse('not a canonical address or network');
+    // The form parseAddressOrNetwork gives (a host as a bare address), or two keys would name one target.
+    if (!c || parseAddressOrNetwork(c) !== rec.target) return refuse('not a canonical address or network');
     if (!Number.isFinite(rec.since) || !Number.isFinite(rec.until)) return refuse('since/until are not finite times');
     if (rec.since > now + RESTORE_SKEW_MS) return refuse(`starts ${Math.round((rec.since - now) / 1000)} s in the future`);
     const { addr, len } = splitCidr(c);
@@ -453,12 +454,12 @@ export class Decider {
     if (!manual && policy) widest = Math.min(widest, fam === 4 ? policy.ipv4Prefix : policy.ipv6Prefix);
     if (len < widest) return refuse(`a /${len} is wider than a ${kind} ban may be (/${widest})`);
     if (this.allowlist?.overlaps(c)) return refuse('allowlisted');
-    const longest = !manual && policy ? maxBanSeconds(policy) : MAX_MANUAL_BAN_S;
-    const cap = rec.since + longest * 1000;
+    const longest = !manual && policy ? maxBanMs(policy) : MAX_MANUAL_BAN_MS;
+    const cap = rec.since + longest;
     if (rec.until <= cap) return { rec };
     return {
       rec: { ...rec, until: cap },
-      issue: { target, policy: rec.policy, action: 'clamped', reason: `ends after the longest ${kind} ban (${longest} s): clamped to ${new Date(cap).toISOString()}` },
+      issue: { target, policy: rec.policy, action: 'clamped', reason: `ends after the longest ${kind} ban (${longest / 1000} s): clamped to ${new Date(cap).toISOString()}` },
     };
   }
 
@@ -501,7 +502,7 @@ export class Decider {
             });
           } else if (live) afresh.push(p.name);
         }
-        const st: PolicyState = { ...base, p, window: p.findtime * 1000, historyMs: historyWindow(p) * 1000, ...(old ? { bans: old.bans, history: old.history, allowReported: old.allowReported } : {}) };
+        const st: PolicyState = { ...base, p, window: p.findtime, historyMs: historyWindow(p), ...(old ? { bans: old.bans, history: old.history, allowReported: old.allowReported } : {}) };
         next.push(st);
         this.byName.set(p.name, st);
       }
@@ -576,7 +577,6 @@ export class Decider {
 
   // ── internals ────────────────────────────────────────────────────────────────────────────
 
-  /** Adds `n` attempts of `m` to policy `st`; returns the ban record when this makes maxretry. */
   /**
    * Whether a weak line of this address is explained by its own definite failures: two of them
    * within the window of a policy that counts it (Dovecot's auth penalty, which makes Postfix give
@@ -592,7 +592,8 @@ export class Decider {
     return false;
   }
 
-  private count(st: PolicyState, m: Match, n: number, weak: boolean, now: number, undo: BanUndo[]): BanRecord | undefined {
+  /** Adds `n` attempts of `m` to policy `st`; returns the ban and its evidence when this makes maxretry. */
+  private count(st: PolicyState, m: Match, n: number, weak: boolean, now: number, undo: BanUndo[]): { rec: BanRecord; evidence: readonly Match[] } | undefined {
     loadKey(st.table.key, m.ip, st.p);
     let slot = st.table.find();
     if (weak && (slot < 0 || st.table.secondLastDefinite(slot) < now - st.window)) {
@@ -623,14 +624,15 @@ export class Decider {
     let target: Ip | Cidr = keyOf(m.ip, st.p);
     // Never let a prefix ban cover an allowlisted address: fall back to the offending address.
     if (target !== m.ip && this.allowlist?.overlaps(target as Cidr)) target = m.ip;
-    if (st.evidence) this.lastEvidence = st.evidence.get(slot);
+    // With keepEvidence > 1 the last counted lines of the key, else the line that made maxretry.
+    const evidence = st.evidence?.get(slot) ?? [m];
     // The counts are forgotten once the ban is in the ledger (commit), so that a ban that cannot
     // be written is decided again at the offender's next line. Inside a batch, a line that would
     // read this slot before the commit (the ban ran out, or an address of an allowlisted prefix
     // whose ban fell back to one address) forgets them first: settleForgets.
     undo.push(this.undoFor(st, target, m.ip, false));
     this.s.bans++;
-    return this.decide(st, target, m.ruleId, t);
+    return { rec: this.decide(st, target, m.ruleId, t), evidence };
   }
 
   /** What to restore if the ban about to be decided for `target` cannot be written. */
@@ -694,14 +696,12 @@ export class Decider {
   private decide(st: PolicyState, target: Ip | Cidr, ruleId: string, now: number, bantime?: number): BanRecord {
     const hist = st.history.get(target);
     const p = st.p;
-    const escWindow = (p.escalation?.window ?? DEFAULT_ESCALATION_WINDOW) * 1000;
     let previous = 0, recent = 0;
     for (const t of hist ?? []) {
-      if (p.escalation && t >= now - escWindow) previous++;
-      if (p.recidive && t >= now - p.recidive.window * 1000) recent++;
+      if (p.escalation && t >= now - p.escalation.window) previous++;
+      if (p.recidive && t >= now - p.recidive.window) recent++;
     }
-    const seconds = bantime ?? banSeconds(p, previous, recent);
-    const rec: BanRecord = { policy: p.name, target, since: now, until: now + seconds * 1000, level: previous, ruleId };
+    const rec: BanRecord = { policy: p.name, target, since: now, until: now + (bantime ?? banMs(p, previous, recent)), level: previous, ruleId };
     st.bans.set(target, rec);
     if (st.historyMs > 0) pushSorted(st.history, target, now);
     return rec;
@@ -766,7 +766,7 @@ export class Decider {
 
   private makeState(p: Policy, max: number): PolicyState {
     return {
-      p, window: p.findtime * 1000, historyMs: historyWindow(p) * 1000,
+      p, window: p.findtime, historyMs: historyWindow(p),
       table: new SlotTable(p.maxretry, max, p.distinctUsers !== undefined),
       bans: new Map(), history: new Map(), allowReported: new Map(),
       evidence: this.keepEvidence > 1 ? new Map() : undefined,
@@ -795,64 +795,9 @@ export function keyOf(ip: Ip, p: Policy): Ip | Cidr {
   return len === (v6 ? 128 : 32) ? ip : prefixOf(ip, len);
 }
 
-/**
- * Writes the counting key of `ip` under policy `p` into a table's key register: IPv4 as
- * ::ffff:a.b.c.d (masked to the IPv4 prefix), IPv6 as its 16 bytes masked to the IPv6 prefix.
- * `ip` is canonical (minted by parse/ip), so the dotted quad is read without checks.
- */
-export function loadKey(key: Uint32Array, ip: Ip, p: Policy): void {
-  if (isIpv6(ip)) {
-    v6Groups(ip, GROUPS);
-    for (let w = 0; w < 4; w++) {
-      const bits = Math.max(0, Math.min(32, p.ipv6Prefix - w * 32));
-      const word = ((GROUPS[w * 2]! << 16) | GROUPS[w * 2 + 1]!) >>> 0;
-      key[w] = bits === 0 ? 0 : bits === 32 ? word : (word & (-1 << (32 - bits))) >>> 0;
-    }
-    return;
-  }
-  let n = 0, octet = 0;
-  for (let i = 0; i < ip.length; i++) {
-    const c = ip.charCodeAt(i);
-    if (c === 0x2e) { n = (n << 8) | octet; octet = 0; } else octet = octet * 10 + (c - 0x30);
-  }
-  n = (n << 8) | octet;
-  const len = p.ipv4Prefix;
-  key[0] = 0; key[1] = 0; key[2] = 0xffff;
-  key[3] = len === 32 ? n >>> 0 : (n & (-1 << (32 - len))) >>> 0;
-}
-
-const GROUPS = new Uint16Array(8);
-
-/**
- * Reads the 8 groups of a canonical IPv6 text (as parse/ip mints it: RFC 5952, lower-case hex,
- * at most one "::", no embedded dotted quad since mapped addresses are unmapped) without
- * allocating. Equivalence with parse/ip's ipBytes is property-tested.
- */
-export function v6Groups(ip: string, out: Uint16Array): void {
-  out.fill(0);
-  const dbl = ip.indexOf('::');
-  const end = ip.length;
-  // Groups before "::" (or all of them) fill from the left.
-  let g = 0, v = 0, digits = 0;
-  const headEnd = dbl < 0 ? end : dbl;
-  for (let i = 0; i < headEnd; i++) {
-    const c = ip.charCodeAt(i);
-    if (c === 0x3a) { out[g++] = v; v = 0; digits = 0; } else { v = (v << 4) | hex(c); digits++; }
-  }
-  if (digits > 0 || (dbl < 0 && g < 8)) out[g++] = v;
-  if (dbl < 0) return;
-  // Groups after "::" fill from the right.
-  g = 7; v = 0; digits = 0;
-  let shift = 0;
-  for (let i = end - 1; i >= dbl + 2; i--) {
-    const c = ip.charCodeAt(i);
-    if (c === 0x3a) { out[g--] = v; v = 0; shift = 0; digits = 0; } else { v |= hex(c) << shift; shift += 4; digits++; }
-  }
-  if (digits > 0) out[g] = v;
-}
-
-function hex(c: number): number {
-  return c <= 0x39 ? c - 0x30 : c - 0x57; // '0'-'9', 'a'-'f'
+/** Writes the counting key of `ip` under policy `p` into a table's key register (see parse/ip). */
+function loadKey(key: Uint32Array, ip: Ip, p: Policy): void {
+  loadMaskedKey(key, ip, p.ipv4Prefix, p.ipv6Prefix);
 }
 
 /** Whether two versions of a policy count into the same table (same ring size and keys). */
@@ -881,16 +826,10 @@ function forgetCounts(st: PolicyState, addr: Ip): void {
 }
 
 /** Operator input → canonical Ip (full-length) or Cidr. */
-/** The longest ban (s) a policy can give: its bantime, escalation's cap or recidive's ban. */
-function maxBanSeconds(p: Policy): number {
-  return Math.max(p.bantime, p.escalation?.maxBantime ?? 0, p.recidive?.bantime ?? 0);
-}
-
 function parseTarget(s: string): Ip | Cidr {
-  const c = parseCidr(s);
-  if (!c) throw new MailjailError('MJ_STATE_TARGET', `"${s}" is not an address or CIDR`);
-  const { addr, len } = splitCidr(c);
-  return len === (isIpv6(addr) ? 128 : 32) ? addr : c;
+  const t = parseAddressOrNetwork(s);
+  if (!t) throw new MailjailError('MJ_STATE_TARGET', `"${s}" is not an address or CIDR`);
+  return t;
 }
 
 function pushSorted(m: Map<string, number[]>, k: string, t: number): void {

@@ -1,8 +1,12 @@
 // Policies: which matches count, how many within which window, and how long the ban lasts.
 // Several run at once (like fail2ban jails), each with its own counters, bans and history.
-import { MailjailError } from '../types.js';
+import { MailjailError, POLICY_CLASSES } from '../types.js';
 import type { Match, RuleClass, Service } from '../types.js';
 
+/**
+ * One policy, as config produces it and the decider runs it. Durations are milliseconds throughout;
+ * the defaults of every field live in the config schema (daemon/config-schema.ts, POLICY_DEFAULTS).
+ */
 export interface Policy {
   readonly name: string;
   /** Rule classes that count, e.g. ['auth']. */
@@ -11,18 +15,18 @@ export interface Policy {
   readonly services?: readonly Service[];
   /** Attempts within `findtime` that trigger a ban (1..1000). */
   readonly maxretry: number;
-  /** Window length in seconds. The window is closed: an attempt exactly `findtime` s old still counts. */
+  /** Window length (ms). The window is closed: an attempt exactly `findtime` old still counts. */
   readonly findtime: number;
-  /** First ban length in seconds. */
+  /** First ban length (ms). */
   readonly bantime: number;
   /**
-   * Repeat offenders: bantime × factor^level, capped at maxBantime (s), where level = number of earlier
-   * bans of the same target by this policy that started within `window` s (default 30 days).
+   * Repeat offenders: bantime × factor^level, capped at maxBantime (ms), where level = number of
+   * earlier bans of the same target by this policy that started within `window` (ms).
    */
-  readonly escalation?: { readonly factor: number; readonly maxBantime: number; readonly window?: number };
-  /** `bans` bans (this one included) within `window` s → ban for at least `bantime` s. */
+  readonly escalation?: { readonly factor: number; readonly maxBantime: number; readonly window: number };
+  /** `bans` bans (this one included) within `window` (ms) → ban for at least `bantime` (ms). */
   readonly recidive?: { readonly bans: number; readonly window: number; readonly bantime: number };
-  /** Count and ban IPv4 per this prefix (default 32) and IPv6 per this prefix (default 64). */
+  /** Count and ban IPv4 per this prefix and IPv6 per this prefix. */
   readonly ipv4Prefix: number;
   readonly ipv6Prefix: number;
   /**
@@ -31,21 +35,6 @@ export interface Policy {
    */
   readonly distinctUsers?: number;
 }
-
-export const DEFAULT_ESCALATION_WINDOW = 30 * 86400;
-
-export const DEFAULT_POLICY: Policy = Object.freeze({
-  name: 'mail-auth',
-  classes: Object.freeze(['auth'] as const),
-  maxretry: 5,
-  findtime: 600,
-  bantime: 3600,
-  escalation: Object.freeze({ factor: 2, maxBantime: 7 * 86400 }),
-  ipv4Prefix: 32,
-  ipv6Prefix: 64,
-});
-
-const CLASSES: readonly RuleClass[] = ['auth', 'probe', 'reject', 'reject-temp'];
 
 function bad(p: Policy, what: string): never {
   throw new MailjailError('MJ_STATE_POLICY', `policy "${p.name}": ${what}`);
@@ -57,23 +46,23 @@ const posNum = (x: unknown): boolean => typeof x === 'number' && Number.isFinite
 /** Throws MJ_STATE_POLICY naming the first bad field. */
 export function validatePolicy(p: Policy): void {
   if (typeof p.name !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(p.name)) bad(p, 'name must be 1-64 of [A-Za-z0-9_.-]');
-  if (!Array.isArray(p.classes) || p.classes.length === 0 || p.classes.some((c) => !CLASSES.includes(c))) bad(p, `classes must be a non-empty list of ${CLASSES.join('|')}`);
+  if (!Array.isArray(p.classes) || p.classes.length === 0 || p.classes.some((c) => !(POLICY_CLASSES as readonly string[]).includes(c))) bad(p, `classes must be a non-empty list of ${POLICY_CLASSES.join('|')}`);
   if (p.services !== undefined && (!Array.isArray(p.services) || p.services.length === 0)) bad(p, 'services must be a non-empty list or absent');
   if (!posInt(p.maxretry) || p.maxretry > 1000) bad(p, 'maxretry must be an integer 1..1000');
-  if (!posNum(p.findtime)) bad(p, 'findtime must be > 0 seconds');
-  if (!posNum(p.bantime)) bad(p, 'bantime must be > 0 seconds');
+  if (!posNum(p.findtime)) bad(p, 'findtime must be > 0 ms');
+  if (!posNum(p.bantime)) bad(p, 'bantime must be > 0 ms');
   if (!Number.isInteger(p.ipv4Prefix) || p.ipv4Prefix < 8 || p.ipv4Prefix > 32) bad(p, 'ipv4Prefix must be 8..32');
   if (!Number.isInteger(p.ipv6Prefix) || p.ipv6Prefix < 16 || p.ipv6Prefix > 128) bad(p, 'ipv6Prefix must be 16..128');
   if (p.escalation) {
     const e = p.escalation;
     if (!posNum(e.factor) || e.factor < 1) bad(p, 'escalation.factor must be >= 1');
     if (!posNum(e.maxBantime) || e.maxBantime < p.bantime) bad(p, 'escalation.maxBantime must be >= bantime');
-    if (e.window !== undefined && !posNum(e.window)) bad(p, 'escalation.window must be > 0 seconds');
+    if (!posNum(e.window)) bad(p, 'escalation.window must be > 0 ms');
   }
   if (p.recidive) {
     const r = p.recidive;
     if (!posInt(r.bans) || r.bans < 2) bad(p, 'recidive.bans must be an integer >= 2');
-    if (!posNum(r.window) || !posNum(r.bantime)) bad(p, 'recidive.window and recidive.bantime must be > 0 seconds');
+    if (!posNum(r.window) || !posNum(r.bantime)) bad(p, 'recidive.window and recidive.bantime must be > 0 ms');
   }
   if (p.distinctUsers !== undefined && (!posInt(p.distinctUsers) || p.distinctUsers > p.maxretry)) bad(p, 'distinctUsers must be 1..maxretry');
 }
@@ -83,23 +72,28 @@ export function policyCounts(p: Policy, m: Match): boolean {
   return p.classes.includes(m.class) && (p.services === undefined || p.services.includes(m.service));
 }
 
-/** How far back (s) ban history matters for escalation and recidive. */
+/** How far back (ms) ban history matters for escalation and recidive. */
 export function historyWindow(p: Policy): number {
-  return Math.max(p.escalation ? (p.escalation.window ?? DEFAULT_ESCALATION_WINDOW) : 0, p.recidive?.window ?? 0);
+  return Math.max(p.escalation?.window ?? 0, p.recidive?.window ?? 0);
 }
 
 /**
- * Ban length in seconds for a ban with `previous` earlier bans within the escalation window and
+ * Ban length (ms) for a ban with `previous` earlier bans within the escalation window and
  * `recent` earlier bans within the recidive window.
  */
-export function banSeconds(p: Policy, previous: number, recent: number): number {
-  let s = p.bantime;
-  if (p.escalation && previous > 0) s = Math.min(p.bantime * Math.pow(p.escalation.factor, previous), p.escalation.maxBantime);
-  if (p.recidive && recent + 1 >= p.recidive.bans) s = Math.max(s, p.recidive.bantime);
-  return s;
+export function banMs(p: Policy, previous: number, recent: number): number {
+  let ms = p.bantime;
+  if (p.escalation && previous > 0) ms = Math.min(p.bantime * Math.pow(p.escalation.factor, previous), p.escalation.maxBantime);
+  if (p.recidive && recent + 1 >= p.recidive.bans) ms = Math.max(ms, p.recidive.bantime);
+  return ms;
+}
+
+/** The longest ban (ms) a policy can give: its bantime, escalation's cap or recidive's ban. */
+export function maxBanMs(p: Policy): number {
+  return Math.max(p.bantime, p.escalation?.maxBantime ?? 0, p.recidive?.bantime ?? 0);
 }
 
 /** The ledger must keep past bans at least this long (ms) for these policies' history. */
 export function historyMsFor(policies: readonly Policy[]): number {
-  return Math.max(0, ...policies.map(historyWindow)) * 1000;
+  return Math.max(0, ...policies.map(historyWindow));
 }

@@ -15,7 +15,7 @@ const EMPTY = 0; // in `index`: no slot (slots are stored +1)
 export class SlotTable {
   readonly ring: number;
   private readonly max: number;
-  /** Key register: write the key here (see `loadKey`), then call find/add. */
+  /** Key register: write the key here (see parse/ip's `loadMaskedKey`), then call find/add. */
   readonly key = new Uint32Array(4);
   private cap = 0; // slots allocated
   private size_ = 0;

@@ -6,7 +6,7 @@ import { parseRecord } from '../../src/parse/index.js';
 import { parseIp } from '../../src/parse/ip.js';
 import { loadRulePack } from '../../src/rules/pack.js';
 import { Decider, keyOf } from '../../src/state/decider.js';
-import { DEFAULT_POLICY } from '../../src/state/policy.js';
+import { defaultPolicy } from '../../src/daemon/config.js';
 import type { Policy } from '../../src/state/policy.js';
 import type { LogEvent, Match, RawRecord } from '../../src/types.js';
 
@@ -20,7 +20,7 @@ export interface Analysis {
 }
 
 /** Counting-only policy: the default one with a maxretry nothing reaches, so no ban hides a count. */
-export const COUNT_POLICY: Policy = { ...DEFAULT_POLICY, name: 'count-only', maxretry: 1000, findtime: 3600 };
+export const COUNT_POLICY: Policy = { ...defaultPolicy(), name: 'count-only', maxretry: 1000, findtime: 3_600_000 };
 
 export function analyse(text: string, rulesDir?: string): Analysis {
   const engine = loadRulePack(rulesDir);

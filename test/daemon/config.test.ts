@@ -35,10 +35,10 @@ test('the embedded default serves one journald mail server: journald source, aut
   assert.equal(p.maxretry, 5);
   assert.equal(p.findtime, 600_000);
   assert.equal(p.bantime, 3_600_000);
-  assert.deepEqual(p.escalation, { factor: 2, maxBantime: 7 * 86_400_000 });
+  assert.deepEqual(p.escalation, { factor: 2, maxBantime: 7 * 86_400_000, window: 30 * 86_400_000 });
   assert.equal(p.ipv6Prefix, 64);
   assert.equal(c.firewall.backend, 'ipset');
-  assert.deepEqual(c.firewall.ports, [25, 465, 587, 110, 995, 143, 993, 4190]);
+  assert.deepEqual(c.firewall.ports, [25, 110, 143, 465, 587, 993, 995, 4190]); // the mail ports, as the firewall stage orders them
   assert.deepEqual(c.metrics, { enabled: true, host: '127.0.0.1', port: 9761 });
   assert.equal(c.control.socket, '/run/mailjail/control.sock');
   assert.equal(c.state.dir, '/var/lib/mailjail');

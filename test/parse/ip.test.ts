@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { cidrContains, parseCidr, parseIp, prefixOf } from '../../src/parse/ip.js';
+import { cidrContains, parseAddressOrNetwork, parseCidr, parseIp, prefixOf } from '../../src/parse/ip.js';
 
 test('IPv4 is accepted as a plain dotted quad only', () => {
   assert.equal(parseIp('192.0.2.1'), '192.0.2.1');
@@ -47,4 +47,14 @@ test('property: never throws, and canonical output is a fixed point', () => {
   fc.assert(fc.property(fc.string(), (s) => { const r = parseIp(s); if (r) assert.equal(parseIp(r), r); }), { numRuns: 2000 });
   fc.assert(fc.property(fc.ipV6(), (s) => { const r = parseIp(s); assert.ok(r); assert.equal(parseIp(r), r); }), { numRuns: 2000 });
   fc.assert(fc.property(fc.ipV4(), (s) => { assert.equal(parseIp(s), s); }), { numRuns: 500 });
+});
+
+test('a ban target has one spelling: a full-length network is the bare address, others the canonical CIDR', () => {
+  assert.equal(parseAddressOrNetwork('192.0.2.1'), '192.0.2.1');
+  assert.equal(parseAddressOrNetwork('192.0.2.1/32'), '192.0.2.1');
+  assert.equal(parseAddressOrNetwork('2001:DB8::1/128'), '2001:db8::1');
+  assert.equal(parseAddressOrNetwork('[::ffff:192.0.2.7]'), '192.0.2.7');
+  assert.equal(parseAddressOrNetwork('192.0.2.77/24'), '192.0.2.0/24');
+  assert.equal(parseAddressOrNetwork('2001:db8:1:2::5/64'), '2001:db8:1:2::/64');
+  for (const bad of ['', 'x', '192.0.2.1/33', '2001:db8::/129', '192.0.2.1/']) assert.equal(parseAddressOrNetwork(bad), undefined, bad);
 });

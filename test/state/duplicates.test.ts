@@ -10,10 +10,9 @@ import { fileURLToPath } from 'node:url';
 import { parseRecord } from '../../src/parse/index.js';
 import { loadRulePack } from '../../src/rules/pack.js';
 import { Decider } from '../../src/state/decider.js';
-import { DEFAULT_POLICY } from '../../src/state/policy.js';
 import type { Policy } from '../../src/state/policy.js';
 import type { Match } from '../../src/types.js';
-import { T0, match, s } from './helpers.js';
+import { DEFAULT_POLICY, T0, match, s } from './helpers.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const EXIM = join(ROOT, 'test/fixtures/real/exim-syslog-duplication.log');
@@ -29,8 +28,7 @@ function line(addr: string, t: number, text: string, o: { host?: string; program
 
 function counted(d: Decider, ms: readonly Match[]): number[] {
   return ms.map((m) => {
-    d.observe(m, m.event.time);
-    return d.lastAttempts;
+    return d.observe(m, m.event.time).attempts;
   });
 }
 
@@ -99,9 +97,9 @@ test('memory is bounded: past maxDuplicates newer lines, an old line is forgotte
 test('a copy of a line that banned is not counted against the banned address again', () => {
   const d = new Decider({ policies: [{ ...DEFAULT_POLICY, maxretry: 2 }] });
   const a = line('198.51.100.66', T0, `${TEXT} a`), b = line('198.51.100.66', T0 + s(2), `${TEXT} b`);
-  assert.equal(d.observe(a, T0).length, 0);
-  assert.equal(d.observe(a, T0).length, 0, 'the copy of the first failure does not make a second');
-  assert.equal(d.observe(b, T0 + s(2)).length, 1);
+  assert.equal(d.observe(a, T0).decisions.length, 0);
+  assert.equal(d.observe(a, T0).decisions.length, 0, 'the copy of the first failure does not make a second');
+  assert.equal(d.observe(b, T0 + s(2)).decisions.length, 1);
   d.observe(b, T0 + s(2));
   assert.equal(d.stats().bans, 1);
 });
@@ -131,8 +129,9 @@ function replayExim(policy: Policy): { d: Decider; perIp: Map<string, number>; b
     const m = engine.match(r.event);
     assert.ok(m, `a rule takes every captured line: ${text}`);
     matches++;
-    for (const b of d.observe(m, m.event.time)) if (b.action === 'ban') bans.push(b.target);
-    if (m.class === 'auth') perIp.set(m.ip, (perIp.get(m.ip) ?? 0) + d.lastAttempts);
+    const { decisions, attempts } = d.observe(m, m.event.time);
+    for (const b of decisions) if (b.action === 'ban') bans.push(b.target);
+    if (m.class === 'auth') perIp.set(m.ip, (perIp.get(m.ip) ?? 0) + attempts);
   }
   return { d, perIp, bans, matches };
 }

@@ -10,10 +10,9 @@ import { join } from 'node:path';
 import { replaceFileDurably } from '../../src/lib/durable-file.js';
 import { Decider } from '../../src/state/decider.js';
 import { Ledger, LEDGER_FILE } from '../../src/state/ledger.js';
-import { DEFAULT_POLICY } from '../../src/state/policy.js';
 import type { LedgerEntry, LedgerSink } from '../../src/state/records.js';
 import type { BanDecision, Match } from '../../src/types.js';
-import { T0, match } from './helpers.js';
+import { DEFAULT_POLICY, T0, match } from './helpers.js';
 
 const tmp = (): string => mkdtempSync(join(tmpdir(), 'mj-durable-'));
 const realWriteSync = fs.writeSync;
@@ -153,16 +152,16 @@ const targets = (ds: readonly BanDecision[]): string[] => ds.map((d) => d.target
 test('decider: a ban whose ledger write fails is not kept; the next line of the offender decides it again', () => {
   const sink = new FlakySink();
   const d = new Decider({ policies: [DEFAULT_POLICY], ledger: sink });
-  for (let i = 0; i < 4; i++) assert.deepEqual(d.observe(match('192.0.2.1', T0 + i), T0 + i), []);
+  for (let i = 0; i < 4; i++) assert.deepEqual(d.observe(match('192.0.2.1', T0 + i), T0 + i).decisions, []);
   sink.full = true;
-  assert.throws(() => d.observe(match('192.0.2.1', T0 + 4), T0 + 4), /MJ_STATE_LEDGER/);
+  assert.throws(() => d.observe(match('192.0.2.1', T0 + 4), T0 + 4).decisions, /MJ_STATE_LEDGER/);
   assert.deepEqual(d.activeBans(T0 + 5), [], 'not listed: it is not in the ledger and not enforced');
   assert.equal(d.stats().bans, 0);
   assert.equal(d.stats().bansUnpersisted, 1);
   // Still full: the next line tries again (and fails again).
-  assert.throws(() => d.observe(match('192.0.2.1', T0 + 5), T0 + 5), /MJ_STATE_LEDGER/);
+  assert.throws(() => d.observe(match('192.0.2.1', T0 + 5), T0 + 5).decisions, /MJ_STATE_LEDGER/);
   sink.full = false;
-  const out = d.observe(match('192.0.2.1', T0 + 6), T0 + 6);
+  const out = d.observe(match('192.0.2.1', T0 + 6), T0 + 6).decisions;
   assert.equal(out.length, 1);
   assert.ok(out[0]!.action === 'ban' && out[0]!.level === 0, 'the failed attempts left no escalation history');
   assert.deepEqual(d.activeBans(T0 + 7).map((b) => b.target), ['192.0.2.1']);
@@ -176,12 +175,12 @@ test('decider: observeBatch undoes every ban of a batch whose group commit fails
   const batch: Match[] = [];
   for (let a = 0; a < 10; a++) for (let i = 0; i < 5; i++) batch.push(match(`192.0.2.${a}`, T0 + a * 10 + i));
   sink.full = true;
-  assert.throws(() => d.observeBatch(batch), /MJ_STATE_LEDGER/);
+  assert.throws(() => d.observeBatch(batch).decisions, /MJ_STATE_LEDGER/);
   assert.equal(sink.failures, 1, 'one write for the batch');
   assert.deepEqual(d.activeBans(T0 + 1000), []);
   assert.equal(d.stats().bansUnpersisted, 10);
   sink.full = false;
-  const again = d.observeBatch(Array.from({ length: 10 }, (_, a) => match(`192.0.2.${a}`, T0 + 500 + a)));
+  const again = d.observeBatch(Array.from({ length: 10 }, (_, a) => match(`192.0.2.${a}`, T0 + 500 + a))).decisions;
   assert.equal(again.length, 10, 'one more line each decides every ban again');
   assert.deepEqual(targets(d.activeBans(T0 + 1000).map((b) => ({ ...b, action: 'ban' as const, evidence: [] }))), targets(again));
   assert.equal(sink.kept.length, 10);
@@ -203,7 +202,7 @@ test('decider: operator ban and unban write first; a failed write changes nothin
   assert.throws(() => d.unban({ target: '192.0.2.9', now: T0 + 10 }), /MJ_STATE_LEDGER/);
   sink.full = false;
   // The failed unban did not forget 192.0.2.9's four attempts: the fifth bans.
-  assert.equal(d.observe(match('192.0.2.9', T0 + 11), T0 + 11).length, 1);
+  assert.equal(d.observe(match('192.0.2.9', T0 + 11), T0 + 11).decisions.length, 1);
   d.unban({ target: '198.51.100.7', now: T0 + 12 });
   assert.deepEqual(d.activeBans(T0 + 12).map((b) => b.target), ['192.0.2.9']);
 });

@@ -7,10 +7,9 @@ import { closeSync, existsSync, openSync, readFileSync, statSync, ftruncateSync,
 import { join } from 'node:path';
 import { Decider } from '../../src/state/decider.js';
 import { Ledger, LEDGER_FILE } from '../../src/state/ledger.js';
-import { DEFAULT_POLICY } from '../../src/state/policy.js';
 import type { LedgerEntry } from '../../src/state/records.js';
 import type { BanDecision, Match } from '../../src/types.js';
-import { T0, match } from './helpers.js';
+import { DEFAULT_POLICY, T0, match } from './helpers.js';
 import { fill, mountTmpfs, unmount } from './tmpfs.js';
 
 /** A distinct attacker address per index. */
@@ -34,7 +33,7 @@ test('full disk during appends: every acknowledged ban survives, failed ones are
     const observe = (a: number): boolean => {
       for (const m of attack(a, clock)) {
         try {
-          ack(d.observe(m, m.event.time));
+          ack(d.observe(m, m.event.time).decisions);
         } catch (e) {
           assert.match((e as Error).message, /MJ_STATE_LEDGER/);
           return false;
@@ -60,7 +59,7 @@ test('full disk during appends: every acknowledged ban survives, failed ones are
     // Group commit on the full disk: the whole batch fails and none of its bans is kept.
     const batchAttackers = [a, a + 1, a + 2, a + 3];
     a += 4;
-    assert.throws(() => d.observeBatch(batchAttackers.flatMap((b) => attack(b, clock)), (m) => m.event.time), /MJ_STATE_LEDGER/);
+    assert.throws(() => d.observeBatch(batchAttackers.flatMap((b) => attack(b, clock)), (m) => m.event.time).decisions, /MJ_STATE_LEDGER/);
     clock += 10;
     // The daemon lists only what the ledger holds.
     assert.deepEqual(sorted(d.activeBans(clock).map((b) => b.target)), sorted(acknowledged));
@@ -69,12 +68,12 @@ test('full disk during appends: every acknowledged ban survives, failed ones are
     // Room again: appends go on, and each offender that could not be banned is banned at its next line.
     unlinkSync(filler);
     for (const f of failed) {
-      const ds = d.observe(match(attacker(f), clock), clock);
+      const ds = d.observe(match(attacker(f), clock), clock).decisions;
       assert.deepEqual(ds.map((x) => x.target), [attacker(f)], `attacker ${f} is decided again at its next line`);
       ack(ds);
       clock++;
     }
-    const again = d.observeBatch(batchAttackers.map((b) => match(attacker(b), clock)), () => clock);
+    const again = d.observeBatch(batchAttackers.map((b) => match(attacker(b), clock)), () => clock).decisions;
     assert.deepEqual(sorted(again.map((x) => x.target)), sorted(batchAttackers.map(attacker)));
     ack(again);
     assert.ok(observe(a + 1), 'new attackers are banned as before');
@@ -104,8 +103,8 @@ test('full disk during compaction: the old ledger is kept whole, every active ba
     // The issue's case: 8,000 bans long over and 6,000 active ones.
     ledger = Ledger.open(dir, { compactAfter: 1e9, sync: false }).ledger;
     const entries: LedgerEntry[] = [];
-    for (let i = 0; i < 8000; i++) entries.push({ t: 'ban', policy: 'mail-auth', target: attacker(i) as never, since: T0 - 40 * day + i, until: T0 - 40 * day + i + 3_600_000, level: 0, ruleId: 'r' });
-    for (let i = 0; i < 6000; i++) entries.push({ t: 'ban', policy: 'mail-auth', target: `192.168.${i >> 8}.${i & 255}` as never, since: T0 + i, until: T0 + 10 * day, level: 0, ruleId: 'r' });
+    for (let i = 0; i < 8000; i++) entries.push({ t: 'ban', policy: 'auth', target: attacker(i) as never, since: T0 - 40 * day + i, until: T0 - 40 * day + i + 3_600_000, level: 0, ruleId: 'r' });
+    for (let i = 0; i < 6000; i++) entries.push({ t: 'ban', policy: 'auth', target: `192.168.${i >> 8}.${i & 255}` as never, since: T0 + i, until: T0 + 10 * day, level: 0, ruleId: 'r' });
     for (let i = 0; i < entries.length; i += 1000) ledger.record(entries.slice(i, i + 1000));
     ledger.close();
     ledger = undefined;
@@ -131,7 +130,7 @@ test('full disk during compaction: the old ledger is kept whole, every active ba
     assert.match(ledger.lastCompactionError ?? '', /MJ_STATE_LEDGER.*bans\.jsonl/);
     assert.throws(() => ledger!.compact(T0 + 6000), /MJ_STATE_LEDGER/);
     // The appending descriptor still works on the old file (there is room for a line or two).
-    ledger.record([{ t: 'ban', policy: 'mail-auth', target: '198.51.100.1' as never, since: T0 + 7000, until: T0 + 10 * day, level: 0, ruleId: 'r' }]);
+    ledger.record([{ t: 'ban', policy: 'auth', target: '198.51.100.1' as never, since: T0 + 7000, until: T0 + 10 * day, level: 0, ruleId: 'r' }]);
     ledger.close();
     ledger = undefined;
 

@@ -1,5 +1,7 @@
 // Builders for matches as the rules stage would emit them.
+import { defaultPolicy } from '../../src/daemon/config.js';
 import { parseIp } from '../../src/parse/ip.js';
+import type { Policy } from '../../src/state/policy.js';
 import type { AttemptInfo, Ip, Match, RuleClass, Service } from '../../src/types.js';
 
 export const T0 = Date.UTC(2026, 10, 4, 0, 0, 0);
@@ -43,3 +45,6 @@ export function match(addr: string, t: number, o: MatchOpts = {}): Match {
 }
 
 export const s = (n: number): number => n * 1000;
+
+/** The policy the embedded default config runs ("auth": 5 in 10 min → 1 h, escalating ×2 up to 7 d); durations in ms. */
+export const DEFAULT_POLICY: Policy = defaultPolicy();

@@ -4,15 +4,15 @@
 import { writeSync } from 'node:fs';
 import { Decider } from '../../src/state/decider.js';
 import { Ledger } from '../../src/state/ledger.js';
-import { DEFAULT_POLICY } from '../../src/state/policy.js';
 import { attackScript } from './attack.js';
+import { DEFAULT_POLICY } from './helpers.js';
 
 const [dir, attackers, stopAt] = process.argv.slice(2);
 const { ledger, state } = Ledger.open(dir!);
 const d = new Decider({ policies: [DEFAULT_POLICY], ledger });
 d.restore(state, Date.now());
 for (const m of attackScript(Number(attackers))) {
-  for (const b of d.observe(m, m.event.time)) {
+  for (const b of d.observe(m, m.event.time).decisions) {
     if (b.action === 'ban') writeSync(1, `${JSON.stringify({ target: b.target, until: b.until, line: m.event.origin.line })}\n`);
   }
   if (m.event.origin.line === Number(stopAt)) {

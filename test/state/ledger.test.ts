@@ -6,10 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Decider } from '../../src/state/decider.js';
 import { Ledger, LEDGER_FILE } from '../../src/state/ledger.js';
-import { DEFAULT_POLICY } from '../../src/state/policy.js';
 import type { BanDecision } from '../../src/types.js';
 import { attackScript } from './attack.js';
-import { T0, match, s } from './helpers.js';
+import { DEFAULT_POLICY, T0, match, s } from './helpers.js';
 
 const tmp = (): string => mkdtempSync(join(tmpdir(), 'mj-ledger-'));
 
@@ -21,7 +20,7 @@ test('ledger: bans and unbans survive reopen; escalation history comes back', ()
     for (let i = 0; i < 5; i++) d.observe(match('192.0.2.1', T0 + i), T0 + i);
     for (let i = 0; i < 5; i++) d.observe(match('192.0.2.2', T0 + i), T0 + i);
     d.unban({ target: '192.0.2.2', now: T0 + s(10) });
-    d.ban({ target: '2001:db8::/48', now: T0 + s(20), bantime: 600 });
+    d.ban({ target: '2001:db8::/48', now: T0 + s(20), bantime: s(600) });
     ledger.close();
 
     const opened = Ledger.open(dir);
@@ -35,7 +34,7 @@ test('ledger: bans and unbans survive reopen; escalation history comes back', ()
     ].sort());
     // 192.0.2.2 was unbanned; its history still escalates the next ban.
     let out: BanDecision[] = [];
-    for (let i = 0; i < 5; i++) out = out.concat(d.observe(match('192.0.2.2', now + i), now + i));
+    for (let i = 0; i < 5; i++) out = out.concat(d.observe(match('192.0.2.2', now + i), now + i).decisions);
     assert.ok(out[0]?.action === 'ban' && out[0].level === 1 && out[0].until === now + 4 + s(7200));
     opened.ledger.close();
     ({ ledger } = Ledger.open(dir));
@@ -127,7 +126,7 @@ function runChild(dir: string, attackers: number, stopAt: number, killAfterBans 
 function reference(attackers: number): ChildBan[] {
   const d = new Decider({ policies: [DEFAULT_POLICY] });
   const out: ChildBan[] = [];
-  for (const m of attackScript(attackers)) for (const b of d.observe(m, m.event.time)) if (b.action === 'ban') out.push({ target: b.target, until: b.until, line: m.event.origin.line! });
+  for (const m of attackScript(attackers)) for (const b of d.observe(m, m.event.time).decisions) if (b.action === 'ban') out.push({ target: b.target, until: b.until, line: m.event.origin.line! });
   return out;
 }
 
@@ -157,7 +156,7 @@ test('SIGKILL mid-replay: every ban decided before the kill is restored with its
     }
     // Resume: the source re-feeds the whole file; lines up to the position are skipped, the rest count once.
     const after: ChildBan[] = [];
-    for (const m of script) for (const b of d.observe(m, m.event.time)) if (b.action === 'ban') after.push({ target: b.target, until: b.until, line: m.event.origin.line! });
+    for (const m of script) for (const b of d.observe(m, m.event.time).decisions) if (b.action === 'ban') after.push({ target: b.target, until: b.until, line: m.event.origin.line! });
     const st = d.stats();
     assert.equal(st.skippedReplayed, stopAt);
     assert.equal(st.matches - st.skippedReplayed, script.length - stopAt);
@@ -187,7 +186,7 @@ test('SIGKILL at an arbitrary moment: nothing printed is lost, nothing is banned
     const wm = state.through['file:attack.log']!;
     d.restore(state, wm.time);
     const after: ChildBan[] = [];
-    for (const m of script) for (const b of d.observe(m, m.event.time)) if (b.action === 'ban') after.push({ target: b.target, until: b.until, line: m.event.origin.line! });
+    for (const m of script) for (const b of d.observe(m, m.event.time).decisions) if (b.action === 'ban') after.push({ target: b.target, until: b.until, line: m.event.origin.line! });
     assert.equal(d.stats().skippedReplayed, wm.line);
     const all = [...state.bans.map((b) => b.target), ...after.map((b) => b.target)];
     assert.equal(new Set(all).size, all.length, 'no target banned twice');
@@ -216,7 +215,7 @@ test('observeBatch: one ledger write for the whole batch, before the decisions a
   const d = new Decider({ policies: [DEFAULT_POLICY], ledger: { record: (e) => writes.push(e.length) } });
   const batch = [];
   for (let a = 0; a < 10; a++) for (let i = 0; i < 5; i++) batch.push(match(`192.0.2.${a}`, T0 + a * 10 + i));
-  const out = d.observeBatch(batch);
+  const out = d.observeBatch(batch).decisions;
   assert.equal(out.length, 10);
   assert.deepEqual(writes, [10]);
   d.observeBatch([match('192.0.2.200', T0 + 100)]);

@@ -6,10 +6,9 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Decider } from '../../src/state/decider.js';
 import type { StateEvent } from '../../src/state/decider.js';
-import { DEFAULT_POLICY } from '../../src/state/policy.js';
 import { loadRulePack, sampleEvent } from '../../src/rules/pack.js';
 import type { Match } from '../../src/types.js';
-import { T0, match, s } from './helpers.js';
+import { DEFAULT_POLICY, T0, match, s } from './helpers.js';
 
 const FIXTURE = fileURLToPath(new URL('../../../test/fixtures/real/dovecot-passdb-outage.log', import.meta.url));
 const engine = loadRulePack();
@@ -42,7 +41,7 @@ function replay(lines: readonly string[], keep: (m: Match) => boolean = () => tr
     const ev = sampleEvent(line, 'fixture');
     const m = ev && engine.match(ev);
     if (!m || !keep(m)) continue;
-    for (const b of d.observe(m, m.event.time)) if (b.action === 'ban') banned.set(b.target, m.event.time);
+    for (const b of d.observe(m, m.event.time).decisions) if (b.action === 'ban') banned.set(b.target, m.event.time);
   }
   return { banned, events: d.drainEvents(), d };
 }
@@ -92,22 +91,17 @@ test('an outage is per host, ends after the hold without server errors, and fail
   d.observe(err('192.0.2.1', T0), T0);
   assert.equal(d.stats().outageHosts, 1);
   for (let i = 1; i <= 5; i++) {
-    assert.deepEqual(d.observe(fail('198.51.100.1', T0 + s(i * 10)), T0 + s(i * 10)), [], 'every address, during the outage');
-    assert.equal(d.lastAttempts, 0);
+    assert.deepEqual(d.observe(fail('198.51.100.1', T0 + s(i * 10)), T0 + s(i * 10)), { decisions: [], attempts: 0 }, 'every address, during the outage');
   }
   // Another host is not in an outage: its failures count.
-  d.observe(fail('198.51.100.2', T0 + s(1), 'mx2'), T0 + s(1));
-  assert.equal(d.lastAttempts, 1);
+  assert.equal(d.observe(fail('198.51.100.2', T0 + s(1), 'mx2'), T0 + s(1)).attempts, 1);
   // A server error of the same address pairs with its failure on another host (same attempt).
   d.observe(err('198.51.100.3', T0 + s(2), 'imap9'), T0 + s(2));
-  d.observe(fail('198.51.100.3', T0 + s(3), 'mx2'), T0 + s(3));
-  assert.equal(d.lastAttempts, 0);
-  d.observe(fail('198.51.100.3', T0 + s(20), 'mx2'), T0 + s(20));
-  assert.equal(d.lastAttempts, 1, 'outside the pairing window it counts');
+  assert.equal(d.observe(fail('198.51.100.3', T0 + s(3), 'mx2'), T0 + s(3)).attempts, 0);
+  assert.equal(d.observe(fail('198.51.100.3', T0 + s(20), 'mx2'), T0 + s(20)).attempts, 1, 'outside the pairing window it counts');
   // mx1's last server error was at T0: counting resumes after T0 + 60 s.
   const t = T0 + s(61);
-  d.observe(fail('198.51.100.1', t), t);
-  assert.equal(d.lastAttempts, 1);
+  assert.equal(d.observe(fail('198.51.100.1', t), t).attempts, 1);
   const ends = d.drainEvents().filter((e) => e.kind === 'outage' && e.state === 'end' && e.host === 'mx1');
   assert.equal(ends.length, 1);
   const end = ends[0]!;
@@ -121,8 +115,8 @@ test('an attacker hammering across an outage is banned by his definite failures 
   const A = '203.0.113.9';
   for (const t of [0, 10, 20]) d.observe(fail(A, T0 + s(t)), T0 + s(t));
   d.observe(err('192.0.2.1', T0 + s(30)), T0 + s(30));
-  for (const t of [31, 40, 50, 60, 70]) assert.deepEqual(d.observe(fail(A, T0 + s(t)), T0 + s(t)), []);
-  assert.deepEqual(d.observe(fail(A, T0 + s(200)), T0 + s(200)), []);
-  const b = d.observe(fail(A, T0 + s(210)), T0 + s(210));
+  for (const t of [31, 40, 50, 60, 70]) assert.deepEqual(d.observe(fail(A, T0 + s(t)), T0 + s(t)).decisions, []);
+  assert.deepEqual(d.observe(fail(A, T0 + s(200)), T0 + s(200)).decisions, []);
+  const b = d.observe(fail(A, T0 + s(210)), T0 + s(210)).decisions;
   assert.equal(b.length, 1, 'the fifth definite failure, after the outage');
 });

@@ -7,17 +7,17 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Allowlist } from '../../src/state/allowlist.js';
-import { Decider, MAX_MANUAL_BAN_S, type RestoreIssue } from '../../src/state/decider.js';
+import { Decider, MAX_MANUAL_BAN_MS, type RestoreIssue } from '../../src/state/decider.js';
 import { Ledger } from '../../src/state/ledger.js';
-import { DEFAULT_POLICY, type Policy } from '../../src/state/policy.js';
+import type { Policy } from '../../src/state/policy.js';
 import { parseCidr } from '../../src/parse/ip.js';
 import type { BanRecord } from '../../src/state/records.js';
 import type { Cidr } from '../../src/types.js';
-import { T0, s } from './helpers.js';
+import { DEFAULT_POLICY, T0, s } from './helpers.js';
 
-const P: Policy = { ...DEFAULT_POLICY, name: 'auth', escalation: { factor: 2, maxBantime: 7 * 86400 } };
+const P: Policy = { ...DEFAULT_POLICY, name: 'auth', escalation: { factor: 2, maxBantime: s(7 * 86400), window: s(30 * 86400) } };
 const { escalation: _noEscalation, ...BASE } = DEFAULT_POLICY;
-const WIDE: Policy = { ...BASE, name: 'wide', ipv4Prefix: 12, ipv6Prefix: 24, recidive: { bans: 3, window: 86400 * 30, bantime: 30 * 86400 } };
+const WIDE: Policy = { ...BASE, name: 'wide', ipv4Prefix: 12, ipv6Prefix: 24, recidive: { bans: 3, window: s(86400 * 30), bantime: s(30 * 86400) } };
 const NOW = T0 + s(3600);
 const allow = new Allowlist(['127.0.0.0/8', '::1/128', '10.1.2.3/32', '2001:db8:ffff::/48'].map((c) => parseCidr(c)! as Cidr));
 
@@ -83,8 +83,8 @@ test('restore: an end beyond the longest ban the policy can give is clamped to i
   assert.equal(r.active.get('192.0.2.1'), since + s(7 * 86400));
   assert.equal(r.active.get('192.0.2.2'), since + s(7 * 86400));
   assert.equal(r.active.get('192.0.2.3'), since + s(30 * 86400));
-  assert.equal(r.active.get('192.0.2.4'), since + s(MAX_MANUAL_BAN_S));
-  assert.equal(r.active.get('192.0.2.5'), since + s(MAX_MANUAL_BAN_S));
+  assert.equal(r.active.get('192.0.2.4'), since + MAX_MANUAL_BAN_MS);
+  assert.equal(r.active.get('192.0.2.5'), since + MAX_MANUAL_BAN_MS);
   assert.deepEqual(r.issues.map((i) => [i.target, i.action]).sort(), [['192.0.2.1', 'clamped'], ['192.0.2.3', 'clamped'], ['192.0.2.4', 'clamped'], ['192.0.2.5', 'clamped']]);
   // a clamped end already passed: the ban is over, nothing to re-apply
   const old = restore([rec('192.0.2.9', { since: NOW - s(8 * 86400), until: 1e300 })]);
@@ -107,7 +107,7 @@ test('restore: refused bans leave no escalation history behind', () => {
   d.restore({ bans: [rec('192.0.2.1', { since: NOW + s(86400), until: NOW + s(90000) })], through: {} }, NOW);
   // a first real ban of the address: level 0, the plain bantime
   const out = d.ban({ target: '192.0.2.1', now: NOW, policy: 'auth', ruleId: 'test-auth' });
-  assert.ok(out[0]?.action === 'ban' && out[0].level === 0 && out[0].until === NOW + s(P.bantime));
+  assert.ok(out[0]?.action === 'ban' && out[0].level === 0 && out[0].until === NOW + P.bantime);
 });
 
 test('restore from a hand-edited ledger file: only the sane lines come back', () => {
