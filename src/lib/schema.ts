@@ -155,6 +155,8 @@ export interface FileRead {
   /** Key path → where it was written (list items: where the item starts). */
   readonly locs: Map<string, Loc>;
   readonly problems: Problem[];
+  /** False when the whole document was refused (a YAML error, or a fault in a top-level key). */
+  readonly ok: boolean;
 }
 
 const INVALID = Symbol('invalid');
@@ -170,11 +172,11 @@ export function readYaml(text: string, file: string, root: Field): FileRead {
     return { file, line: p.line, col: p.col };
   };
   for (const e of doc.errors) problems.push({ kind: 'yaml', ...at(e.pos[0]), key: '', message: e.message.split('\n')[0]! });
-  if (problems.length > 0) return { value: {}, locs, problems };
+  if (problems.length > 0) return { value: {}, locs, problems, ok: false };
   const top = doc.contents;
-  if (top === null || (isScalar(top) && (top.value === null || top.value === undefined))) return { value: {}, locs, problems };
+  if (top === null || (isScalar(top) && (top.value === null || top.value === undefined))) return { value: {}, locs, problems, ok: true };
   const value = walk({ doc, at, locs, problems }, top, root, '');
-  return { value: value === INVALID ? {} : (value as Record<string, unknown>), locs, problems };
+  return value === INVALID ? { value: {}, locs, problems, ok: false } : { value: value as Record<string, unknown>, locs, problems, ok: true };
 }
 
 interface Walk {
@@ -268,8 +270,9 @@ function walk(w: Walk, raw: unknown, f: Field, path: string): unknown {
       node.items.forEach((item, i) => {
         const sub = `${path}[${i}]`;
         w.locs.set(sub, w.at((item as YNode | null)?.range?.[0]));
+        // A hole keeps the later items at their written index (their key paths and locations).
         const v = walk(w, item, f.of, sub);
-        if (v !== INVALID) out.push(v);
+        out.push(v === INVALID ? undefined : v);
       });
       return out;
     }
@@ -326,13 +329,22 @@ export function locator(locs: ReadonlyMap<string, Loc>, fallback: Loc): (path: s
   };
 }
 
+export interface Completed<T> {
+  readonly value: T;
+  /** False when something required is missing outside a list or named map (the value is partial). */
+  readonly ok: boolean;
+  readonly problems: Problem[];
+  /** The key path a list item of the result was written at (e.g. "rules[3]"), for its location. */
+  readonly pathOf: (item: object) => string;
+}
+
 /**
  * Fills defaults into `value` (already read by readYaml, possibly merged from several files) and
  * reports what is missing. An entry of a list or named map that misses a required key is left out
  * of the result; elsewhere the value is returned as far as it goes (`ok` false), so that the caller
  * can still run its cross-field checks and report every problem at once.
  */
-export function complete<F extends Field>(root: F, value: unknown, locOf: (path: string) => Loc): { value: Infer<F>; ok: boolean; problems: Problem[] } {
+export function complete<F extends Field>(root: F, value: unknown, locOf: (path: string) => Loc): Completed<Infer<F>> {
   const problems: Problem[] = [];
   const seen = new Set<string>();
   const problem = (p: Problem): void => {
@@ -341,6 +353,7 @@ export function complete<F extends Field>(root: F, value: unknown, locOf: (path:
   };
   // Values (mappings) that miss something, themselves or below.
   const broken = new WeakSet<object>();
+  const pathOf = new WeakMap<object, string>();
   const isBroken = (v: unknown): boolean => typeof v === 'object' && v !== null && broken.has(v);
   const fill = (f: Field, v: unknown, path: string): unknown => {
     const sub = (k: string): string => (path === '' ? k : `${path}.${k}`);
@@ -396,7 +409,9 @@ export function complete<F extends Field>(root: F, value: unknown, locOf: (path:
       case 'list': {
         const out: unknown[] = [];
         (Array.isArray(v) ? v : []).forEach((x, i) => {
+          if (x === undefined) return; // an item readYaml refused
           const r = fill(f.of, x, `${path}[${i}]`);
+          if (typeof r === 'object' && r !== null) pathOf.set(r, `${path}[${i}]`);
           if (!isBroken(r)) out.push(r);
         });
         return out;
@@ -412,5 +427,5 @@ export function complete<F extends Field>(root: F, value: unknown, locOf: (path:
     }
   };
   const out = fill(root, value, '');
-  return { value: out as Infer<F>, ok: !isBroken(out), problems };
+  return { value: out as Infer<F>, ok: !isBroken(out), problems, pathOf: (o) => pathOf.get(o) ?? '' };
 }
