@@ -1,27 +1,15 @@
-// A small declarative schema for mailjail.yaml, checked against the YAML node tree (not the
-// plain JS value) so that every error can name file, line and key. Kept in one table so the
-// docs (docs/daemon.md) and the validator describe the same thing.
+// The schema of mailjail.yaml, written with the shared schema layer (lib/schema.ts): types, ranges
+// and defaults in one table, so that the docs (docs/daemon.md), the validator and the typed config
+// describe the same thing. What spans several fields is checked in config.ts.
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { FIREWALL_BACKENDS, FIREWALL_TARGETS, MAXELEM, checkFirewallName, checkPorts } from '../firewall/config.js';
 import { parseCidr } from '../parse/ip.js';
 import type { Policy } from '../state/policy.js';
 import { POLICY_CLASSES, SERVICES } from '../types.js';
 import type { RuleClass } from '../types.js';
-import { parseDuration } from '../lib/duration.js';
-
-export type Field =
-  | { readonly kind: 'str'; readonly enum?: readonly string[]; readonly check?: (s: string) => string | undefined }
-  | { readonly kind: 'int'; readonly min?: number; readonly max?: number }
-  | { readonly kind: 'num'; readonly min?: number; readonly max?: number }
-  | { readonly kind: 'bool' }
-  | { readonly kind: 'duration'; readonly min?: number }
-  | { readonly kind: 'list'; readonly of: Field; readonly nonEmpty?: boolean }
-  | { readonly kind: 'obj'; readonly fields: Readonly<Record<string, Field>> }
-  /** A map of user-chosen names to entries (sources, policies): drop-ins merge per name. */
-  | { readonly kind: 'named'; readonly of: Field }
-  /** An object whose allowed keys depend on its `tag` field (a source's `type`). */
-  | { readonly kind: 'union'; readonly tag: string; readonly variants: Readonly<Record<string, Readonly<Record<string, Field>>>> }
-  /** Anything else: `convert` gets the plain value and returns the checked value or an error text. */
-  | { readonly kind: 'custom'; readonly expect: string; readonly convert: (v: unknown) => { ok: unknown } | { error: string } };
+import { REDIS_DEFAULTS } from '../cluster/config.js';
+import { s, required, withDefault, type Field } from '../lib/schema.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 const HOSTNAME = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
@@ -40,38 +28,36 @@ export function parseListen(s: string): { host: string; port: number } | undefin
   return { host: host === '' ? (m[1] !== undefined ? '::' : '0.0.0.0') : host, port };
 }
 
-const str = (check?: (s: string) => string | undefined): Field => (check ? { kind: 'str', check } : { kind: 'str' });
-const path = str((s) => (s.startsWith('/') || s.startsWith('.') ? undefined : 'must be a path (absolute, or relative starting with ".")'));
-const cidr = str((s) => (parseCidr(s) ? undefined : 'not an IP address or CIDR network'));
-const listen = str((s) => (parseListen(s) ? undefined : 'must be "host:port", "[ipv6]:port" or ":port"'));
+const path = s.path((v) => (v.startsWith('/') || v.startsWith('.') ? undefined : 'must be a path (absolute, or relative starting with ".")'));
+const cidr = s.str((v) => (parseCidr(v) ? undefined : 'not an IP address or CIDR network'));
+const listen = s.str((v) => (parseListen(v) ? undefined : 'must be "host:port", "[ipv6]:port" or ":port"'));
 // Kernel object names follow the firewall stage's own rule.
-const fwName = str(checkFirewallName);
-const allowEntry = str((s) =>
-  parseCidr(s) || HOSTNAME.test(s) ? undefined : 'not an IP address, CIDR network or host name');
+const fwName = s.str(checkFirewallName);
+const allowEntry = s.str((v) =>
+  parseCidr(v) || HOSTNAME.test(v) ? undefined : 'not an IP address, CIDR network or host name');
 
-const syslogCommon: Record<string, Field> = {
-  type: { kind: 'str' },
-  enabled: { kind: 'bool' },
-  listen,
-  allow: { kind: 'list', of: cidr },
-  maxMessageSize: { kind: 'int', min: 480, max: 16 * 1024 * 1024 },
-  maxConnections: { kind: 'int', min: 1, max: 1_000_000 },
-  maxConnectionsPerPeer: { kind: 'int', min: 1, max: 1_000_000 },
-  idleTimeout: { kind: 'duration', min: 1000 },
-  frameTimeout: { kind: 'duration', min: 100 },
-  handshakeTimeout: { kind: 'duration', min: 100 },
-  maxHeldBytes: { kind: 'int', min: 65536, max: 4 * 1024 * 1024 * 1024 },
+/** Built-in rule pack: <app>/rules, found relative to this module (dist/src/daemon → app root). */
+export const BUILTIN_RULES_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../../rules');
+
+const syslogCommon = {
+  type: s.str(),
+  enabled: s.bool(),
+  listen: required(listen, 'missing "listen" (e.g. "0.0.0.0:514")'),
+  allow: required(s.list(cidr), 'missing "allow": the sender networks allowed to log here (e.g. ["192.0.2.0/24"])'),
+  maxMessageSize: withDefault(s.int(480, 16 * 1024 * 1024), 65536),
+  maxConnections: s.int(1, 1_000_000),
+  maxConnectionsPerPeer: s.int(1, 1_000_000),
+  idleTimeout: s.duration(1000),
+  frameTimeout: s.duration(100),
+  handshakeTimeout: s.duration(100),
+  maxHeldBytes: s.int(65536, 4 * 1024 * 1024 * 1024),
 };
 
-const ports: Field = {
-  kind: 'custom',
-  expect: 'a list of ports (1-65535) or "all"',
-  convert: (v) => {
-    const bad = checkPorts(v);
-    if (bad !== undefined) return { error: bad };
-    return { ok: v === 'all' ? 'all' : [...new Set(v as number[])] };
-  },
-};
+const ports = s.custom<readonly number[] | 'all'>('a list of ports (1-65535) or "all"', (v) => {
+  const bad = checkPorts(v);
+  if (bad !== undefined) return { error: bad };
+  return { ok: v === 'all' ? 'all' : [...new Set(v as number[])] };
+});
 
 const MINUTE = 60_000, HOUR = 60 * MINUTE, DAY = 24 * HOUR;
 
@@ -90,116 +76,95 @@ export const POLICY_DEFAULTS = {
   escalation: { factor: 2, maxBantime: 7 * DAY, window: 30 * DAY },
   recidive: { bans: 3, window: DAY, bantime: 7 * DAY },
 } as const satisfies Omit<Required<Policy>, 'name' | 'services' | 'distinctUsers'>;
+const D = POLICY_DEFAULTS;
 
-export const SCHEMA: Field = {
-  kind: 'obj',
-  fields: {
-    logLevel: { kind: 'str', enum: LOG_LEVELS },
-    rules: { kind: 'obj', fields: { dir: path } },
-    state: { kind: 'obj', fields: { dir: path, maxTracked: { kind: 'int', min: 1000, max: 100_000_000 } } },
-    sources: {
-      kind: 'named',
-      of: {
-        kind: 'union',
-        tag: 'type',
-        variants: {
-          journald: {
-            type: { kind: 'str' },
-            enabled: { kind: 'bool' },
-            directory: path,
-            files: { kind: 'list', of: path, nonEmpty: true },
-            lookback: { kind: 'duration' },
-            units: { kind: 'list', of: { kind: 'str' }, nonEmpty: true },
-            reader: { kind: 'str', enum: ['auto', 'native', 'journalctl'] },
-          },
-          'syslog-udp': syslogCommon,
-          'syslog-tcp': syslogCommon,
-          'syslog-tls': {
-            ...syslogCommon,
-            tls: {
-              kind: 'obj',
-              fields: { cert: path, key: path, ca: path, requireClientCert: { kind: 'bool' } },
-            },
-          },
-        },
-      },
+const tlsNeeds = 'a syslog-tls source needs tls.cert and tls.key';
+
+export const SCHEMA = s.obj({
+  logLevel: withDefault(s.oneOf(LOG_LEVELS), 'info'),
+  rules: withDefault(s.obj({ dir: withDefault(path, BUILTIN_RULES_DIR) }), {}),
+  state: withDefault(s.obj({ dir: withDefault(path, '/var/lib/mailjail'), maxTracked: withDefault(s.int(1000, 100_000_000), 1_000_000) }), {}),
+  sources: withDefault(s.named(s.union('type', 'source', {
+    journald: {
+      type: s.str(),
+      enabled: s.bool(),
+      directory: path,
+      files: s.list(path, true),
+      /** On first start (no saved cursor), how far back to read; 0 = the longest findtime. */
+      lookback: withDefault(s.duration(), 0),
+      units: s.list(s.str(), true),
+      reader: withDefault(s.oneOf(['auto', 'native', 'journalctl'] as const), 'auto'),
     },
-    policies: {
-      kind: 'named',
-      of: {
-        kind: 'obj',
-        fields: {
-          enabled: { kind: 'bool' },
-          classes: { kind: 'list', of: { kind: 'str', enum: POLICY_CLASSES }, nonEmpty: true },
-          services: { kind: 'list', of: { kind: 'str', enum: SERVICES }, nonEmpty: true },
-          maxretry: { kind: 'int', min: 1, max: 1000 },
-          findtime: { kind: 'duration', min: 1000 },
-          bantime: { kind: 'duration', min: 1000 },
-          escalation: {
-            kind: 'obj',
-            fields: {
-              factor: { kind: 'num', min: 1, max: 1000 },
-              maxBantime: { kind: 'duration', min: 1000 },
-              window: { kind: 'duration', min: 1000 },
-            },
-          },
-          recidive: {
-            kind: 'obj',
-            fields: {
-              bans: { kind: 'int', min: 2, max: 1000 },
-              window: { kind: 'duration', min: 1000 },
-              bantime: { kind: 'duration', min: 1000 },
-            },
-          },
-          ipv4Prefix: { kind: 'int', min: 8, max: 32 },
-          ipv6Prefix: { kind: 'int', min: 16, max: 128 },
-          distinctUsers: { kind: 'int', min: 1, max: 1000 },
-        },
-      },
+    'syslog-udp': syslogCommon,
+    'syslog-tcp': syslogCommon,
+    'syslog-tls': {
+      ...syslogCommon,
+      tls: required(s.obj({
+        cert: required(path, tlsNeeds), key: required(path, tlsNeeds), ca: path, requireClientCert: withDefault(s.bool(), false),
+      }), tlsNeeds),
     },
-    allowlist: { kind: 'list', of: allowEntry },
-    firewall: {
-      kind: 'obj',
-      fields: {
-        backend: { kind: 'str', enum: FIREWALL_BACKENDS },
-        ports,
-        prefix: fwName,
-        chain: fwName,
-        table: fwName,
-        maxelem: { kind: 'int', ...MAXELEM },
-        target: { kind: 'str', enum: FIREWALL_TARGETS },
-        ipv6: { kind: 'bool' },
-      },
-    },
-    metrics: { kind: 'obj', fields: { enabled: { kind: 'bool' }, listen } },
-    control: { kind: 'obj', fields: { socket: path } },
-    // Many mail hosts (docs/cluster.md): optional; absent = one host, nothing changes.
-    role: { kind: 'str', enum: ['collector', 'enforcer', 'both'] },
-    redis: {
-      kind: 'obj',
-      fields: {
-        url: str((s) => (/^rediss?:\/\/[^\s]+$/.test(s) ? undefined : 'must be a redis:// or rediss:// URL')),
-        username: { kind: 'str' },
-        password: { kind: 'str' },
-        passwordFile: path,
-        tls: { kind: 'obj', fields: { ca: path, cert: path, key: path, servername: { kind: 'str' } } },
-        prefix: str((s) => (/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/.test(s) ? undefined : 'must be 1-64 letters, digits, "_", ".", ":" or "-"')),
-        node: str((s) => (NAME.test(s) ? undefined : 'names are 1-63 letters, digits, ".", "_" or "-"')),
-        streamMaxLen: { kind: 'int', min: 1000, max: 100_000_000 },
-        maxQueue: { kind: 'int', min: 1, max: 10_000_000 },
-        sharedCounting: { kind: 'bool' },
-        signingKeyFile: path,
-        widestNetwork: { kind: 'obj', fields: { v4: { kind: 'int', min: 8, max: 32 }, v6: { kind: 'int', min: 16, max: 128 } } },
-      },
-    },
-  },
-};
+  }), checkName), {}),
+  policies: withDefault(s.named(s.obj({
+    enabled: s.bool(),
+    classes: withDefault(s.list(s.oneOf(POLICY_CLASSES), true), D.classes),
+    services: s.list(s.oneOf(SERVICES), true),
+    maxretry: withDefault(s.int(1, 1000), D.maxretry),
+    findtime: withDefault(s.duration(1000), D.findtime),
+    bantime: withDefault(s.duration(1000), D.bantime),
+    escalation: s.obj({
+      factor: withDefault(s.num(1, 1000), D.escalation.factor),
+      maxBantime: withDefault(s.duration(1000), D.escalation.maxBantime),
+      window: withDefault(s.duration(1000), D.escalation.window),
+    }),
+    recidive: s.obj({
+      bans: withDefault(s.int(2, 1000), D.recidive.bans),
+      window: withDefault(s.duration(1000), D.recidive.window),
+      bantime: withDefault(s.duration(1000), D.recidive.bantime),
+    }),
+    ipv4Prefix: withDefault(s.int(8, 32), D.ipv4Prefix),
+    ipv6Prefix: withDefault(s.int(16, 128), D.ipv6Prefix),
+    distinctUsers: s.int(1, 1000),
+  }), checkName), {}),
+  allowlist: withDefault(s.list(allowEntry), []),
+  // The firewall stage fills its own defaults and derived names (firewall/config.ts).
+  firewall: withDefault(s.obj({
+    backend: s.oneOf(FIREWALL_BACKENDS),
+    ports,
+    prefix: fwName,
+    chain: fwName,
+    table: fwName,
+    maxelem: s.int(MAXELEM.min, MAXELEM.max),
+    target: s.oneOf(FIREWALL_TARGETS),
+    ipv6: s.bool(),
+  }), {}),
+  metrics: withDefault(s.obj({ enabled: withDefault(s.bool(), true), listen: withDefault(listen, '127.0.0.1:9761') }), {}),
+  control: withDefault(s.obj({ socket: withDefault(path, '/run/mailjail/control.sock') }), {}),
+  // Many mail hosts (docs/cluster.md): optional; absent = one host, nothing changes.
+  role: s.oneOf(['collector', 'enforcer', 'both'] as const),
+  redis: s.obj({
+    url: required(s.str((v) => (/^rediss?:\/\/[^\s]+$/.test(v) ? undefined : 'must be a redis:// or rediss:// URL')),
+      'the redis section needs a url (redis://host:6379 or rediss://host:6380)', 'self'),
+    username: s.str(),
+    password: s.str(),
+    passwordFile: path,
+    tls: s.obj({ ca: path, cert: path, key: path, servername: s.str() }),
+    prefix: withDefault(s.str((v) => (/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/.test(v) ? undefined : 'must be 1-64 letters, digits, "_", ".", ":" or "-"')), REDIS_DEFAULTS.prefix),
+    node: s.str((v) => (NAME.test(v) ? undefined : 'names are 1-63 letters, digits, ".", "_" or "-"')),
+    streamMaxLen: withDefault(s.int(1000, 100_000_000), REDIS_DEFAULTS.streamMaxLen),
+    maxQueue: withDefault(s.int(1, 10_000_000), REDIS_DEFAULTS.maxQueue),
+    sharedCounting: s.bool(),
+    // Without a key anyone who can write to Redis could ban or unban on every host (docs/cluster.md).
+    signingKeyFile: required(path, 'cluster mode needs a signing key file shared by every mailjail host (e.g. `openssl rand -base64 48 > /etc/mailjail/cluster.key; chmod 0600`): entries without a valid signature are refused', 'self'),
+    widestNetwork: withDefault(s.obj({
+      v4: withDefault(s.int(8, 32), REDIS_DEFAULTS.widestNetwork.v4),
+      v6: withDefault(s.int(16, 128), REDIS_DEFAULTS.widestNetwork.v6),
+    }), {}),
+  }),
+});
+
+export type ConfigTree = typeof SCHEMA extends Field<infer T> ? T : never;
 
 /** Names used as map keys (sources, policies) — they appear in logs, metrics labels and the CLI. */
 export function checkName(s: string): string | undefined {
   return NAME.test(s) ? undefined : 'names are 1-63 letters, digits, ".", "_" or "-"';
-}
-
-export function durationOf(v: unknown): number | undefined {
-  return typeof v === 'string' || typeof v === 'number' ? parseDuration(v) : undefined;
 }

@@ -2,8 +2,7 @@
 // is malformed, risky (see lint.ts) or fails one of its own samples.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { LineCounter, isMap, isScalar, isSeq, parseDocument } from 'yaml';
-import type { Node as YamlNode } from 'yaml';
+import { complete, locator, readYaml, required, s, withCode, withDefault, type Problem } from '../lib/schema.js';
 import { MailjailError, RULE_CLASSES as CLASSES, SERVICES } from '../types.js';
 import type { AttemptInfo, RuleClass, Service } from '../types.js';
 import { lintPattern } from './lint.js';
@@ -97,269 +96,137 @@ export function globRegExp(glob: string): RegExp {
   return new RegExp(`^${glob.split('*').map(escapeRegExp).join('.*')}$`);
 }
 
+// The structure of a rule file, in the same schema layer as the config (lib/schema.ts); what the
+// patterns say (fragments, lint, regex, groups) is checked below.
+const nonEmpty = (v: string): string | undefined => (v === '' ? 'must be a non-empty string' : undefined);
+const text = s.str(nonEmpty);
+const service = s.oneOf(SERVICES);
+const MATCH_SAMPLE = s.obj({
+  line: required(s.str(), 'match sample needs a line'),
+  ip: required(s.str(), 'match sample needs the expected ip'),
+  user: s.custom('a string', (v) => (typeof v === 'string' || typeof v === 'number' ? { ok: String(v) } : { error: 'user must be a string' })),
+  service,
+  count: s.int(0),
+  note: s.str(),
+});
+const NOMATCH_SAMPLE = s.custom('a line, or {line, note}', (v) => {
+  if (typeof v === 'string') return { ok: { line: v } };
+  const o = typeof v === 'object' && v !== null ? (v as Record<string, unknown>) : {};
+  const stray = Object.keys(o).find((k) => k !== 'line' && k !== 'note');
+  if (stray !== undefined) return { error: `unknown key "${stray}" in a nomatch sample (allowed: line, note)` };
+  return typeof o['line'] === 'string' ? { ok: { line: o['line'] } } : { error: 'nomatch sample needs a line' };
+});
+const NO_SAMPLES = 'MJ_RULE_NO_SAMPLES';
+const RULE = s.obj({
+  id: required(s.str((v) => (ID.test(v) ? undefined : `must match ${ID.source}`))),
+  description: s.str(),
+  service: required(service),
+  serviceByProgram: withDefault(s.map(service, 'a mapping of program globs to services'), {}),
+  serviceByCapture: withDefault(s.map(service, 'a mapping of texts of the service group to services'), {}),
+  class: required(s.oneOf(CLASSES)),
+  keywords: required(s.list(text, true)),
+  pattern: required(text),
+  flags: withDefault(s.oneOf(['', 'i'] as const), ''),
+  attempt: withDefault(s.obj({
+    pair: s.obj({ group: required(s.str()), side: required(s.str()) }),
+    weak: s.custom('true', (v) => (v === true ? { ok: true as const } : { error: 'must be true when given' })),
+    summary: withDefault(s.bool(), false),
+  }), {}),
+  samples: required(s.obj({
+    match: withCode(required(s.list(MATCH_SAMPLE, true), 'rule needs at least one match sample'), NO_SAMPLES),
+    nomatch: withDefault(s.list(NOMATCH_SAMPLE), []),
+  }), 'rule has no samples', 'parent', NO_SAMPLES),
+});
+const RULE_FILE = s.obj({
+  daemon: required(text),
+  description: s.str(),
+  programs: required(s.list(text, true)),
+  files: withDefault(s.bool(), false),
+  fragments: withDefault(s.map(text, 'a mapping of fragment names to regex text',
+    (k) => (FRAGMENT_NAME.test(k) ? undefined : `fragment name must match ${FRAGMENT_NAME.source}`)), {}),
+  rules: required(s.list(RULE, true)),
+});
+
 /** Reads one YAML file into RuleFile form, collecting schema faults (samples are checked by the engine). */
-export function readRuleFile(path: string, text: string, faults: RuleFault[]): RuleFile | undefined {
-  const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
-  const at = (n: YamlNode | null | undefined): string => {
-    const off = n?.range?.[0];
-    return `${path}:${off === undefined ? 1 : lc.linePos(off).line}`;
-  };
-  const fault = (code: string, n: YamlNode | null | undefined, message: string): undefined => {
-    faults.push({ code, at: at(n), message });
-    return undefined;
-  };
-  if (doc.errors.length > 0) {
-    for (const e of doc.errors) {
-      faults.push({ code: 'MJ_RULE_YAML', at: `${path}:${lc.linePos(e.pos[0]).line}`, message: e.message.split('\n')[0]! });
+export function readRuleFile(path: string, yamlText: string, faults: RuleFault[]): RuleFile | undefined {
+  const read = readYaml(yamlText, path, RULE_FILE);
+  const locOf = locator(read.locs, { file: path, line: 1, col: 1 });
+  const report = (problems: readonly Problem[]): void => {
+    for (const p of problems) {
+      const code = p.code ?? (p.kind === 'yaml' ? 'MJ_RULE_YAML' : 'MJ_RULE_SCHEMA');
+      faults.push({ code, at: `${path}:${p.line}`, message: p.key === '' ? p.message : `${p.key}: ${p.message}` });
     }
-    return undefined;
-  }
-  const root = doc.contents;
-  if (!isMap(root)) return fault('MJ_RULE_SCHEMA', root, 'a rule file is a mapping with daemon, programs and rules');
-
-  /** Reads the keys of a mapping, refusing unknown ones. */
-  const keysOf = (m: YamlNode, allowed: readonly string[], where: string): Map<string, YamlNode> | undefined => {
-    if (!isMap(m)) return fault('MJ_RULE_SCHEMA', m, `${where} must be a mapping`);
-    const out = new Map<string, YamlNode>();
-    for (const pair of m.items) {
-      const k = isScalar(pair.key) ? String(pair.key.value) : '';
-      if (!allowed.includes(k)) { fault('MJ_RULE_SCHEMA', pair.key as YamlNode, `unknown key "${k}" in ${where} (allowed: ${allowed.join(', ')})`); continue; }
-      out.set(k, pair.value as YamlNode);
-    }
-    return out;
   };
-  const str = (n: YamlNode | undefined, what: string, parent: YamlNode): string | undefined => {
-    if (n === undefined) return fault('MJ_RULE_SCHEMA', parent, `missing ${what}`);
-    if (!isScalar(n) || typeof n.value !== 'string' || n.value === '') return fault('MJ_RULE_SCHEMA', n, `${what} must be a non-empty string`);
-    return n.value;
-  };
-  const strList = (n: YamlNode | undefined, what: string, parent: YamlNode): string[] | undefined => {
-    if (n === undefined) return fault('MJ_RULE_SCHEMA', parent, `missing ${what}`);
-    if (!isSeq(n) || n.items.length === 0) return fault('MJ_RULE_SCHEMA', n, `${what} must be a non-empty list of strings`);
-    const out: string[] = [];
-    for (const it of n.items) {
-      if (!isScalar(it) || typeof it.value !== 'string' || it.value === '') return fault('MJ_RULE_SCHEMA', it as YamlNode, `${what} entries must be non-empty strings`);
-      out.push(it.value);
-    }
-    return out;
-  };
-
-  const top = keysOf(root, ['daemon', 'description', 'programs', 'files', 'fragments', 'rules'], 'the file');
-  if (!top) return undefined;
-  const fragments = readFragments(top.get('fragments'), fault);
-  const daemon = str(top.get('daemon'), 'daemon', root);
-  const programs = strList(top.get('programs'), 'programs', root);
-  const filesNode = top.get('files');
-  let files = false;
-  if (filesNode !== undefined) {
-    if (!isScalar(filesNode) || typeof filesNode.value !== 'boolean') fault('MJ_RULE_SCHEMA', filesNode, 'files must be true or false');
-    else files = filesNode.value;
-  }
-  const rulesNode = top.get('rules');
-  if (!rulesNode || !isSeq(rulesNode) || rulesNode.items.length === 0) {
-    return fault('MJ_RULE_SCHEMA', rulesNode ?? root, 'rules must be a non-empty list');
-  }
+  report(read.problems);
+  // A refused top-level key leaves nothing to go on; a refused rule leaves the others to check.
+  if (!read.ok) return undefined;
+  const done = complete(RULE_FILE, read.value, locOf);
+  report(done.problems);
+  const at = (key: string): string => `${path}:${locOf(key).line}`;
+  const file = done.value;
+  const fragments = readFragments(file.fragments, (key, code, message) => faults.push({ code, at: at(`fragments.${key}`), message }));
   const rules: CompiledRule[] = [];
-  for (const rn of rulesNode.items as YamlNode[]) {
-    const r = keysOf(rn, ['id', 'description', 'service', 'serviceByProgram', 'serviceByCapture', 'class', 'keywords', 'pattern', 'flags', 'attempt', 'samples'], 'a rule');
-    if (!r) continue;
-    const ruleAt = at(rn);
-    const id = str(r.get('id'), 'id', rn);
-    if (id !== undefined && !ID.test(id)) fault('MJ_RULE_SCHEMA', r.get('id'), `id "${id}" must match ${ID.source}`);
-    const service = str(r.get('service'), 'service', rn) as Service | undefined;
-    if (service && !SERVICES.includes(service)) fault('MJ_RULE_SCHEMA', r.get('service'), `service must be one of ${SERVICES.join(', ')}`);
-    const serviceByProgram: { program: RegExp; service: Service }[] = [];
-    const sbp = r.get('serviceByProgram');
-    if (sbp !== undefined) {
-      if (!isMap(sbp)) fault('MJ_RULE_SCHEMA', sbp, 'serviceByProgram must map program globs to services');
-      else {
-        for (const pair of sbp.items) {
-          const k = isScalar(pair.key) ? pair.key.value : undefined;
-          const v = isScalar(pair.value) ? pair.value.value : undefined;
-          if (typeof k !== 'string' || typeof v !== 'string' || !SERVICES.includes(v as Service)) {
-            fault('MJ_RULE_SCHEMA', pair.key as YamlNode, `serviceByProgram: a program glob maps to one of ${SERVICES.join(', ')}`);
-            continue;
-          }
-          serviceByProgram.push({ program: globRegExp(k), service: v as Service });
-        }
-      }
+  for (const r of file.rules ?? []) {
+    const key = done.pathOf(r);
+    const fault = (code: string, sub: string, message: string): void => { faults.push({ code, at: at(`${key}.${sub}`), message: `rule ${r.id}: ${message}` }); };
+    const x = expandFragments(r.pattern, fragments);
+    for (const name of x.unknown) {
+      fault('MJ_RULE_FRAGMENT', 'pattern', `unknown fragment {{${name}}} (this file defines: ${[...fragments.keys()].join(', ') || 'none'})`);
     }
-    const serviceByCapture = new Map<string, Service>();
-    const sbc = r.get('serviceByCapture');
-    if (sbc !== undefined) {
-      if (!isMap(sbc)) fault('MJ_RULE_SCHEMA', sbc, 'serviceByCapture must map texts of the service group to services');
-      else {
-        for (const pair of sbc.items) {
-          const k = isScalar(pair.key) ? pair.key.value : undefined;
-          const v = isScalar(pair.value) ? pair.value.value : undefined;
-          if (typeof k !== 'string' || typeof v !== 'string' || !SERVICES.includes(v as Service)) {
-            fault('MJ_RULE_SCHEMA', pair.key as YamlNode, `serviceByCapture: a captured text maps to one of ${SERVICES.join(', ')}`);
-            continue;
-          }
-          serviceByCapture.set(k, v as Service);
-        }
-      }
-    }
-    const cls = str(r.get('class'), 'class', rn) as RuleClass | undefined;
-    if (cls && !CLASSES.includes(cls)) fault('MJ_RULE_SCHEMA', r.get('class'), `class must be one of ${CLASSES.join(', ')}`);
-    const keywords = strList(r.get('keywords'), 'keywords', rn);
-    const pattern = str(r.get('pattern'), 'pattern', rn);
-    const flagsNode = r.get('flags');
-    let flags = '';
-    if (flagsNode !== undefined) {
-      if (!isScalar(flagsNode) || (flagsNode.value !== '' && flagsNode.value !== 'i')) fault('MJ_RULE_SCHEMA', flagsNode, "flags must be '' or 'i'");
-      else flags = flagsNode.value as string;
-    }
-    const attemptRead = readAttempt(r.get('attempt'), fault, keysOf);
-    const attempt = attemptRead?.info;
-    const samples = readSamples(r.get('samples'), rn, fault, keysOf, at);
+    // Lint what will run: the expanded pattern.
+    for (const f of lintPattern(x.expanded)) fault(f.code, 'pattern', f.message);
     let re: RegExp | undefined;
-    let expanded = '';
-    if (pattern !== undefined) {
-      const nodeAt = at(r.get('pattern'));
-      const x = expandFragments(pattern, fragments);
-      expanded = x.expanded;
-      for (const name of x.unknown) {
-        const known = [...fragments.keys()].join(', ') || 'none';
-        faults.push({ code: 'MJ_RULE_FRAGMENT', at: nodeAt, message: `rule ${id ?? '?'}: unknown fragment {{${name}}} (this file defines: ${known})` });
-      }
-      // Lint what will run: the expanded pattern.
-      for (const f of lintPattern(expanded)) faults.push({ code: f.code, at: nodeAt, message: `rule ${id ?? '?'}: ${f.message}` });
-      try {
-        if (x.unknown.length === 0) re = new RegExp(expanded, flags);
-      } catch (e) {
-        faults.push({ code: 'MJ_RULE_BAD_REGEX', at: nodeAt, message: `rule ${id ?? '?'}: ${(e as Error).message}` });
-      }
+    try {
+      if (x.unknown.length === 0) re = new RegExp(x.expanded, r.flags);
+    } catch (e) {
+      fault('MJ_RULE_BAD_REGEX', 'pattern', (e as Error).message);
     }
-    const groups = [...expanded.matchAll(/\(\?<([A-Za-z][A-Za-z0-9_]*)>/g)].map((m) => m[1]!);
-    if (re && groups.includes('service') !== serviceByCapture.size > 0) {
-      fault('MJ_RULE_SCHEMA', groups.includes('service') ? r.get('pattern') : sbc, groups.includes('service')
-        ? `rule ${id ?? '?'}: the pattern has a (?<service>...) group but the rule no serviceByCapture map`
-        : `rule ${id ?? '?'}: serviceByCapture needs a (?<service>...) group in the pattern`);
+    if (!re) continue;
+    const groups = [...x.expanded.matchAll(/\(\?<([A-Za-z][A-Za-z0-9_]*)>/g)].map((m) => m[1]!);
+    const serviceByCapture = new Map(Object.entries(r.serviceByCapture));
+    if (groups.includes('service') !== serviceByCapture.size > 0) {
+      if (groups.includes('service')) fault('MJ_RULE_SCHEMA', 'pattern', 'the pattern has a (?<service>...) group but the rule no serviceByCapture map');
+      else fault('MJ_RULE_SCHEMA', 'serviceByCapture', 'serviceByCapture needs a (?<service>...) group in the pattern');
       continue;
     }
-    if (!id || !service || !cls || !keywords || !re || !attempt || !samples || !daemon) continue;
+    const { pair, weak, summary } = r.attempt;
     rules.push({
-      id, daemon, service, serviceByProgram, serviceByCapture, class: cls, keywords, re, pattern: pattern!, expanded,
+      id: r.id, daemon: file.daemon, service: r.service,
+      serviceByProgram: Object.entries(r.serviceByProgram).map(([glob, svc]) => ({ program: globRegExp(glob), service: svc })),
+      serviceByCapture, class: r.class, keywords: r.keywords, re, pattern: r.pattern, expanded: x.expanded,
       ipGroups: groups.filter((g) => /^ip\d*$/.test(g)),
       userGroups: groups.filter((g) => /^user\d*$/.test(g)),
       hasSession: groups.includes('session'),
       hasTotal: groups.includes('total'),
-      attempt, summary: attemptRead?.summary ?? false, at: ruleAt, samples,
+      attempt: { ...(pair ? { pair } : {}), ...(weak ? { weak } : {}) }, summary, at: at(key),
+      samples: {
+        match: r.samples.match.map((m) => ({ ...m, at: at(done.pathOf(m)) })),
+        nomatch: r.samples.nomatch.map((m) => ({ ...m, at: at(done.pathOf(m)) })),
+      },
     });
   }
-  if (!daemon || !programs) return undefined;
-  return { path, daemon, fragments, programs, files, rules };
+  if (!done.ok) return undefined;
+  return { path, daemon: file.daemon, fragments, programs: file.programs, files: file.files, rules };
 }
 
 /**
- * Reads `fragments:`, a map of name → regex text. A fragment must compile on its own (so a
- * reference never splits a group) and may not reference another fragment: one level, in view.
+ * Checks the fragments (name → regex text, as the schema read them). A fragment must compile on its
+ * own (so a reference never splits a group) and may not reference another fragment: one level, in view.
  */
-function readFragments(n: YamlNode | undefined, fault: Fault): Map<string, string> {
+function readFragments(raw: Readonly<Record<string, string>>, fault: (key: string, code: string, message: string) => void): Map<string, string> {
   const out = new Map<string, string>();
-  if (n === undefined) return out;
-  if (!isMap(n)) { fault('MJ_RULE_SCHEMA', n, 'fragments must map names to regex text'); return out; }
-  for (const pair of n.items) {
-    const keyNode = pair.key as YamlNode;
-    const k = isScalar(pair.key) ? pair.key.value : undefined;
-    const v = isScalar(pair.value) ? pair.value.value : undefined;
-    if (typeof k !== 'string' || !FRAGMENT_NAME.test(k)) { fault('MJ_RULE_SCHEMA', keyNode, `fragment name must match ${FRAGMENT_NAME.source}`); continue; }
-    if (typeof v !== 'string' || v === '') { fault('MJ_RULE_SCHEMA', pair.value as YamlNode, `fragment ${k} must be a non-empty string`); continue; }
+  for (const [k, v] of Object.entries(raw)) {
     const nested = new RegExp(FRAGMENT_REF.source).exec(v);
-    if (nested) { fault('MJ_RULE_FRAGMENT', pair.value as YamlNode, `fragment ${k} references {{${nested[1]!}}}: fragments are one level deep, write the text out`); continue; }
+    if (nested) { fault(k, 'MJ_RULE_FRAGMENT', `fragment ${k} references {{${nested[1]!}}}: fragments are one level deep, write the text out`); continue; }
     try {
       new RegExp(v);
     } catch (e) {
-      fault('MJ_RULE_BAD_REGEX', pair.value as YamlNode, `fragment ${k}: ${(e as Error).message}`);
+      fault(k, 'MJ_RULE_BAD_REGEX', `fragment ${k}: ${(e as Error).message}`);
       continue;
     }
     out.set(k, v);
   }
   return out;
-}
-
-type Fault = (code: string, n: YamlNode | null | undefined, message: string) => undefined;
-type KeysOf = (m: YamlNode, allowed: readonly string[], where: string) => Map<string, YamlNode> | undefined;
-
-function readAttempt(n: YamlNode | undefined, fault: Fault, keysOf: KeysOf): { info: AttemptInfo; summary: boolean } | undefined {
-  if (n === undefined) return { info: {}, summary: false };
-  const a = keysOf(n, ['pair', 'weak', 'summary'], 'attempt');
-  if (!a) return undefined;
-  let summary = false;
-  const sm = a.get('summary');
-  if (sm !== undefined) {
-    if (!isScalar(sm) || typeof sm.value !== 'boolean') return fault('MJ_RULE_SCHEMA', sm, 'attempt.summary must be true or false');
-    summary = sm.value;
-  }
-  const out: { pair?: { group: string; side: string }; weak?: true } = {};
-  const weak = a.get('weak');
-  if (weak !== undefined) {
-    if (!isScalar(weak) || weak.value !== true) return fault('MJ_RULE_SCHEMA', weak, 'attempt.weak must be true when given');
-    out.weak = true;
-  }
-  const pair = a.get('pair');
-  if (pair !== undefined) {
-    const p = keysOf(pair, ['group', 'side'], 'attempt.pair');
-    if (!p) return undefined;
-    const g = p.get('group'), s = p.get('side');
-    if (!isScalar(g) || typeof g.value !== 'string' || !isScalar(s) || typeof s.value !== 'string') {
-      return fault('MJ_RULE_SCHEMA', pair, 'attempt.pair needs string group and side');
-    }
-    out.pair = { group: g.value, side: s.value };
-  }
-  return { info: out, summary };
-}
-
-function readSamples(
-  n: YamlNode | undefined, ruleNode: YamlNode, fault: Fault, keysOf: KeysOf, at: (n: YamlNode | null | undefined) => string,
-): CompiledRule['samples'] | undefined {
-  if (n === undefined) return fault('MJ_RULE_NO_SAMPLES', ruleNode, 'rule has no samples');
-  const s = keysOf(n, ['match', 'nomatch'], 'samples');
-  if (!s) return undefined;
-  const matchNode = s.get('match');
-  if (!matchNode || !isSeq(matchNode) || matchNode.items.length === 0) {
-    return fault('MJ_RULE_NO_SAMPLES', matchNode ?? n, 'rule needs at least one match sample');
-  }
-  const match: SampleMatch[] = [];
-  for (const it of matchNode.items as YamlNode[]) {
-    const m = keysOf(it, ['line', 'ip', 'user', 'service', 'count', 'note'], 'a match sample');
-    if (!m) continue;
-    const line = m.get('line'), ip = m.get('ip'), user = m.get('user');
-    if (!isScalar(line) || typeof line.value !== 'string') { fault('MJ_RULE_SCHEMA', it, 'match sample needs a line'); continue; }
-    if (!isScalar(ip) || typeof ip.value !== 'string') { fault('MJ_RULE_SCHEMA', it, 'match sample needs the expected ip'); continue; }
-    if (user !== undefined && !(isScalar(user) && (typeof user.value === 'string' || typeof user.value === 'number'))) {
-      fault('MJ_RULE_SCHEMA', user, 'user must be a string'); continue;
-    }
-    const svc = m.get('service');
-    if (svc !== undefined && !(isScalar(svc) && SERVICES.includes(svc.value as Service))) {
-      fault('MJ_RULE_SCHEMA', svc, `service must be one of ${SERVICES.join(', ')}`); continue;
-    }
-    const cnt = m.get('count');
-    if (cnt !== undefined && !(isScalar(cnt) && Number.isInteger(cnt.value) && (cnt.value as number) >= 0)) {
-      fault('MJ_RULE_SCHEMA', cnt, 'count must be a whole number'); continue;
-    }
-    const base = {
-      line: line.value, ip: ip.value, at: at(it),
-      ...(svc !== undefined ? { service: (svc as { value: Service }).value } : {}),
-      ...(cnt !== undefined ? { count: (cnt as { value: number }).value } : {}),
-    };
-    match.push(user === undefined ? base : { ...base, user: String((user as { value: unknown }).value) });
-  }
-  const nomatch: SampleNoMatch[] = [];
-  const nm = s.get('nomatch');
-  if (nm !== undefined) {
-    if (!isSeq(nm)) return fault('MJ_RULE_SCHEMA', nm, 'nomatch must be a list');
-    for (const it of nm.items as YamlNode[]) {
-      if (isScalar(it) && typeof it.value === 'string') { nomatch.push({ line: it.value, at: at(it) }); continue; }
-      const m = keysOf(it, ['line', 'note'], 'a nomatch sample');
-      const line = m?.get('line');
-      if (!isScalar(line) || typeof line.value !== 'string') { fault('MJ_RULE_SCHEMA', it, 'nomatch sample needs a line'); continue; }
-      nomatch.push({ line: line.value, at: at(it) });
-    }
-  }
-  return { match, nomatch };
 }
 
 /** Reads every `*.yaml` in `dir` (sorted). Schema faults are collected; samples are checked by loadRulePack. */
