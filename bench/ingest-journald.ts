@@ -3,11 +3,20 @@
 // writing to /dev/null, on the same journal file built by systemd-journal-remote.
 // Usage: node dist/bench/ingest-journald.js [entries]
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JournaldSource } from '../src/sources/journald.js';
 import { loadNativeJournal } from '../src/sources/journal-native.js';
+import { GEN_MAILLOG, genMaillogMissing } from '../test/helpers/paths.js';
+
+// The generator lives beside the repository (../shared/bench/), found from here, never by an absolute path.
+const JREMOTE = '/lib/systemd/systemd-journal-remote';
+const missing = genMaillogMissing() ?? (existsSync(JREMOTE) ? undefined : `${JREMOTE} not found (package systemd-journal-remote)`);
+if (missing) {
+  console.error(`SKIPPED journald ingest benchmark: ${missing}`);
+  process.exit(0);
+}
 
 const N = Number(process.argv[2] ?? 500_000);
 const dir = mkdtempSync(join(tmpdir(), 'mj-bench-journal-'));
@@ -16,9 +25,8 @@ const jdir = join(dir, 'journal');
 mkdirSync(jdir);
 // journal-remote rotates its output (about 100k entries a file): the directory holds them all.
 const file = join(jdir, 'mail.journal');
-const gen = '/work/shared/bench/gen-maillog.mjs';
-execFileSync(process.execPath, [gen, '--format', 'journal-export', '--lines', String(N)], { stdio: ['ignore', openSync(exp, 'w'), 'inherit'] });
-execFileSync('/lib/systemd/systemd-journal-remote', [`--output=${file}`, exp], { stdio: 'ignore' });
+execFileSync(process.execPath, [GEN_MAILLOG, '--format', 'journal-export', '--lines', String(N)], { stdio: ['ignore', openSync(exp, 'w'), 'inherit'] });
+execFileSync(JREMOTE, [`--output=${file}`, exp], { stdio: 'ignore' });
 writeFileSync(exp, '');
 
 const timeCmd = (args: string[]): number => {

@@ -10,27 +10,29 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { RULES, tempDir, waitFor } from '../daemon/helpers.js';
+import { RULES, tempDir } from '../daemon/helpers.js';
 import { addNetns, delNetns, kernelSkipReason, nsExec } from '../firewall/netns.js';
+import { waitFor, waitForEvent } from '../helpers/wait.js';
 import { haveRedis } from './redis-server.js';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
-const skip = kernelSkipReason(['ipset', 'iptables', 'ip6tables', 'logger']) ?? (haveRedis() ? undefined : 'redis-server is not installed');
+const skip = kernelSkipReason(['ipset', 'iptables', 'ip6tables', 'logger', 'redis-cli']) ?? (haveRedis() ? undefined : 'redis-server is not installed');
 if (skip) console.warn(`SKIPPED cluster e2e in namespaces: ${skip}`);
 const ip = (...args: string[]): string => execFileSync('ip', args, { encoding: 'utf8' });
 
 function probe(ns: string, host: string, port: number): Promise<string> {
-  const js = `const s=require('net').connect({host:${JSON.stringify(host)},port:${port}});let d=false;const fin=r=>{if(d)return;d=true;s.destroy();console.log(r)};s.setTimeout(700,()=>fin('timeout'));s.on('data',()=>fin('ok'));s.on('error',e=>fin('error '+e.code))`;
+  const js = `const s=require('net').connect({host:${JSON.stringify(host)},port:${port}});let d=false;const fin=r=>{if(d)return;d=true;s.destroy();console.log(r)};s.setTimeout(2000,()=>fin('timeout'));s.on('data',()=>fin('ok'));s.on('error',e=>fin('error '+e.code))`;
   return new Promise((resolve) => execFile('ip', ['netns', 'exec', ns, process.execPath, '-e', js], (_e, out) => resolve(out.trim())));
 }
 
 test('two collectors + two enforcers in namespaces: split attack banned at the right attempt, dropped on both; enforcer down during a ban applies it on restart', { skip: skip ?? false }, async () => {
   const dir = tempDir('mj-cl-e2e-');
-  const hub = addNetns('hub-');
   const names = { col1: 11, col2: 12, mx1: 21, mx2: 22, att: 99 } as const;
   const ns: Record<string, string> = {};
   const children: ChildProcess[] = [];
+  let hub = '';
   try {
+    hub = addNetns('hub-');
     ip('-n', hub, 'link', 'add', 'br0', 'type', 'bridge');
     ip('-n', hub, 'addr', 'add', '10.9.0.1/24', 'dev', 'br0');
     ip('-n', hub, 'link', 'set', 'br0', 'up');
@@ -48,14 +50,15 @@ test('two collectors + two enforcers in namespaces: split attack banned at the r
     children.push(redis);
     let rout = '';
     redis.stdout!.on('data', (b: Buffer) => { rout += b.toString(); });
-    await waitFor(() => rout.includes('Ready to accept connections'), 10_000);
+    await waitFor(() => rout.includes('Ready to accept connections'), { timeoutMs: 20_000, what: 'redis-server ready', observe: () => rout });
 
     // A greeter on port 2525 on each mail host: the "mail service" the ban protects.
     for (const mx of ['mx1', 'mx2']) {
       const g = spawn('ip', ['netns', 'exec', ns[mx]!, process.execPath, '-e', "require('net').createServer(s=>{s.end('220 hi\\r\\n')}).listen(2525,'0.0.0.0')"], { stdio: 'ignore' });
       children.push(g);
     }
-    await waitFor(async () => (await probe(ns['att']!, '10.9.0.21', 2525)) === 'ok' && (await probe(ns['att']!, '10.9.0.22', 2525)) === 'ok', 10_000);
+    await waitFor(async () => (await probe(ns['att']!, '10.9.0.21', 2525)) === 'ok' && (await probe(ns['att']!, '10.9.0.22', 2525)) === 'ok',
+      { timeoutMs: 20_000, what: 'the greeters on mx1 and mx2 to answer' });
 
     const redisYaml = (node: string, extra = '') => `redis: { url: "redis://10.9.0.1:6379", node: ${node}, prefix: e2e${extra} }`;
     const common = (name: string) => `rules: { dir: ${RULES} }
@@ -90,14 +93,20 @@ firewall: { backend: ipset, prefix: mjcl }
     start('mx1', mxYaml('mx1'));
     start('mx2', mxYaml('mx2'));
     const ready = (name: string) => /"msg":"ready"/.test(out[name]!) && /redis connected/.test(out[name]!);
-    await waitFor(() => ['col1', 'col2', 'mx1', 'mx2'].every(ready), 20_000);
+    await waitFor(() => ['col1', 'col2', 'mx1', 'mx2'].every(ready), {
+      timeoutMs: 40_000, what: 'all four daemons ready and connected to redis',
+      observe: () => ['col1', 'col2', 'mx1', 'mx2'].filter((n) => !ready(n)).map((n) => `${n}: ${out[n]!.slice(-400)}`).join('\n'),
+    });
 
     const fail = (from: string, col: string) => nsExec(ns[from]!, 'logger', ['--server', `10.9.0.${names[col as 'col1']}`, '--port', '5514', '--tcp', '--octet-count', '--rfc5424',
       '-t', 'postfix/smtpd', 'warning: unknown[10.9.0.99]: SASL LOGIN authentication failed: UGFzc3dvcmQ6']);
     const matched = (col: string, n: number) => (out[col]!.match(/"msg":"ban /g)?.length ?? 0) >= n;
+    // Both attempts are in the shared count (Redis's sorted set) before the third is sent: else
+    // the third could reach Redis before the second, and collector 2 would be the one to cross.
+    const shared = (): number => Number(nsExec(hub, 'redis-cli', ['-h', '10.9.0.1', '-p', '6379', 'ZCARD', 'e2e:cnt:auth:10.9.0.99']).trim() || 0);
     fail('mx1', 'col1');
     fail('mx2', 'col2');
-    await new Promise((r) => setTimeout(r, 500));
+    await waitFor(() => shared() === 2, { timeoutMs: 15_000, what: 'both attempts in the shared count', observe: shared });
     const inSet = (host: string, t: string): boolean => {
       try {
         return nsExec(ns[host]!, 'ipset', ['list', 'mjcl-v4']).includes(t);
@@ -108,9 +117,12 @@ firewall: { backend: ipset, prefix: mjcl }
     assert.equal(inSet('mx1', '10.9.0.99') || inSet('mx2', '10.9.0.99'), false, 'two attempts: no ban yet');
     const sent = Date.now();
     fail('mx1', 'col1');
-    await waitFor(() => inSet('mx1', '10.9.0.99') && inSet('mx2', '10.9.0.99'), 5000);
+    await waitFor(() => inSet('mx1', '10.9.0.99') && inSet('mx2', '10.9.0.99'), { timeoutMs: 15_000, what: '10.9.0.99 in the set of both mail hosts' });
     const latency = Date.now() - sent;
-    assert.ok(matched('col1', 1) && !matched('col2', 1), 'collector 1 (whose attempt was the 3rd) banned, once');
+    // The ban reaches the mail hosts through Redis; the collector's own log line comes down a
+    // pipe and may arrive later: wait for it rather than read the log at this instant.
+    await waitFor(() => matched('col1', 1), { timeoutMs: 15_000, what: "the ban line in collector 1's log", observe: () => out['col1']!.slice(-1500) });
+    assert.ok(!matched('col2', 1), `collector 1 (whose attempt was the 3rd) banned, once; collector 2 logged: ${out['col2']!.slice(-1500)}`);
     assert.equal(await probe(ns['att']!, '10.9.0.21', 2525), 'timeout', 'mx1 drops the attacker');
     assert.equal(await probe(ns['att']!, '10.9.0.22', 2525), 'timeout', 'mx2 drops the attacker');
     assert.equal(await probe(ns['col1']!, '10.9.0.22', 2525), 'ok', 'others still get in');
@@ -119,22 +131,23 @@ firewall: { backend: ipset, prefix: mjcl }
 
     // mx2 goes down hard; a ban made meanwhile reaches it when it returns.
     procs['mx2']!.kill('SIGKILL');
-    await new Promise((r) => procs['mx2']!.once('exit', r));
+    await waitForEvent(procs['mx2']!, 'exit', { what: 'mx2 to die after SIGKILL' });
     const ban = spawnSync(process.execPath, [MAIN, 'ban', '10.9.0.12', '--for', '2h', '--socket', join(dir, 'col1.sock')], { encoding: 'utf8' });
     assert.equal(ban.status, 0, ban.stderr);
-    await waitFor(() => inSet('mx1', '10.9.0.12'), 5000);
+    await waitFor(() => inSet('mx1', '10.9.0.12'), { timeoutMs: 15_000, what: 'the operator ban on mx1' });
     assert.equal(inSet('mx2', '10.9.0.12'), false);
     start('mx2', mxYaml('mx2'));
-    await waitFor(() => inSet('mx2', '10.9.0.12'), 15_000);
+    await waitFor(() => inSet('mx2', '10.9.0.12'), { timeoutMs: 30_000, what: 'the operator ban on mx2 after its restart', observe: () => out['mx2']!.slice(-1500) });
     assert.equal(await probe(ns['col2']!, '10.9.0.22', 2525), 'timeout');
     assert.ok(inSet('mx2', '10.9.0.99'), 'and it kept the earlier ban');
     for (const name of ['col1', 'col2', 'mx1', 'mx2']) {
+      const exited = waitForEvent(procs[name]!, 'exit', { timeoutMs: 30_000, what: `${name} to exit after SIGTERM` });
       procs[name]!.kill('SIGTERM');
-      assert.equal(await new Promise((r) => procs[name]!.once('exit', (code) => r(code))), 0, `${name} exits 0`);
+      assert.equal((await exited)[0], 0, `${name} exits 0`);
     }
   } finally {
     for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
-    for (const x of [...Object.values(ns), hub]) delNetns(x);
+    for (const x of [...Object.values(ns), hub]) if (x) delNetns(x);
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -3,13 +3,25 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pino } from 'pino';
+import { Writable } from 'node:stream';
+import { pino, type Logger } from 'pino';
 import { ClusterEnforcer, type EnforcerOptions } from '../../src/cluster/enforcer.js';
 import { REDIS_DEFAULTS, type RedisConfig } from '../../src/cluster/config.js';
 import { DryRunBackend } from '../../src/firewall/dryrun.js';
 import type { BanDecision, Cidr, Ip } from '../../src/types.js';
+import { waitFor } from '../helpers/wait.js';
 
 export const quiet = pino({ level: 'silent' });
+
+/** A logger that keeps what it is told, so a test can wait for a log line (e.g. "redis error"). */
+export function capturingLog(): { log: Logger; lines: () => { msg?: string; err?: string; redis?: string }[] } {
+  const chunks: string[] = [];
+  const stream = new Writable({ write(c, _e, cb) { chunks.push(String(c)); cb(); } });
+  return {
+    log: pino({ level: 'debug' }, stream),
+    lines: () => chunks.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { msg?: string; err?: string; redis?: string }),
+  };
+}
 
 export function redisCfg(url: string, over: Partial<RedisConfig> = {}): RedisConfig {
   return { ...REDIS_DEFAULTS, url, node: 'collector-1', backoffBaseMs: 50, backoffMaxMs: 400, ...over };
@@ -59,10 +71,7 @@ export class Host {
   }
 }
 
-export async function until(cond: () => boolean | Promise<boolean>, ms = 10_000, what = 'condition'): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
+/** Polls `cond` every 25 ms until it holds; throws after `ms`, naming `what` (see test/helpers/wait.ts). */
+export async function until(cond: () => boolean | Promise<boolean>, ms = 10_000, what?: string): Promise<void> {
+  await waitFor(cond, { timeoutMs: ms, intervalMs: 25, ...(what !== undefined ? { what } : {}) });
 }

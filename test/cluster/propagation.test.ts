@@ -6,7 +6,7 @@ import { Redis } from 'ioredis';
 import { ClusterPublisher } from '../../src/cluster/publisher.js';
 import { bansKey, streamKey } from '../../src/cluster/config.js';
 import { haveRedis, RedisServer } from './redis-server.js';
-import { ban, Host, quiet, redisCfg, unban, until } from './helpers.js';
+import { ban, capturingLog, Host, quiet, redisCfg, unban, until } from './helpers.js';
 import { ClusterEnforcer } from '../../src/cluster/enforcer.js';
 import { SharedCounter } from '../../src/state/redis-counter.js';
 import { resolveFirewallConfig } from '../../src/firewall/config.js';
@@ -14,7 +14,7 @@ import { IpsetBackend } from '../../src/firewall/ipset.js';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { addNetns, delNetns, kernelSkipReason, nsExec } from '../firewall/netns.js';
+import { addNetnsAll, delNetns, kernelSkipReason, nsExec } from '../firewall/netns.js';
 
 const skip = haveRedis() ? undefined : 'redis-server is not installed (apt-get install redis-server)';
 if (skip) console.warn(`SKIPPED cluster propagation tests: ${skip}`);
@@ -66,10 +66,12 @@ test('an enforcer stopped during a ban applies it on restart, exactly once; a ne
   await until(() => pub.stats().published === 3);
   a.start(cfg);
   await until(() => a.count('192.0.2.11') === 1 && a.count('192.0.2.12') === 1, 10_000, 'missed bans');
-  // A second restart with nothing new applies nothing again.
+  // A second restart with nothing new applies nothing again: a ban published after the restart
+  // arrives after anything it could wrongly re-read, so once it is applied the count is final.
   await a.stop();
   a.start(cfg);
-  await new Promise((r) => setTimeout(r, 600));
+  pub.publish([ban('192.0.2.13', now + H)]);
+  await until(() => a.count('192.0.2.13') === 1, 10_000, 'the ban published after the second restart');
   assert.equal(a.count('192.0.2.10'), 1);
   assert.equal(a.count('192.0.2.11'), 1);
   assert.equal(a.count('192.0.2.12'), 1);
@@ -77,7 +79,7 @@ test('an enforcer stopped during a ban applies it on restart, exactly once; a ne
   // A brand-new enforcer: snapshot of the active set, with expiries.
   const c = new Host();
   const e = c.start(cfg);
-  await until(async () => (await c.banned()).length === 3, 10_000, 'snapshot');
+  await until(async () => (await c.banned()).length === 4, 10_000, 'snapshot');
   assert.equal(e.stats().snapshots, 1);
   assert.equal(e.activeBans().get('192.0.2.12'), now + 2 * H);
   await pub.close();
@@ -98,7 +100,6 @@ test('redis restarted mid-attack loses no ban: the collector queues and replays'
   for (let i = 2; i <= 40; i++) pub.publish([ban(`203.0.113.${i}`, now + H)]);
   assert.equal(pub.stats().queued, 39);
   assert.equal(pub.stats().dropped, 0);
-  await new Promise((r) => setTimeout(r, 300));
   await srv.up();
   await until(async () => (await a.banned()).length === 40, 15_000, 'all 40 bans after the restart');
   for (let i = 1; i <= 40; i++) assert.equal(a.count(`203.0.113.${i}`), 1, `203.0.113.${i} once`);
@@ -190,9 +191,11 @@ test('ACL user and password from config; a wrong password never connects', { ski
     fromFile.publish([ban('192.0.2.47', Date.now() + H)]);
     await until(() => h.count('192.0.2.47') === 1, 10_000, 'ban with the password from a file');
     await fromFile.close();
-    const wrong = new ClusterPublisher({ ...ok, password: 'nope' }, quiet);
+    const cap = capturingLog();
+    const wrong = new ClusterPublisher({ ...ok, password: 'nope' }, cap.log);
     wrong.publish([ban('192.0.2.45', Date.now() + H)]);
-    await new Promise((r) => setTimeout(r, 500));
+    // Wait for the refusal itself (the error it logs), not for a guessed delay.
+    await until(() => cap.lines().some((l) => l.msg === 'redis error'), 15_000, 'the refused password to be logged');
     assert.equal(wrong.stats().connected, false);
     assert.equal(wrong.stats().published, 0);
     assert.equal(wrong.stats().queued, 1);
@@ -208,7 +211,7 @@ test('ipset in two network namespaces: both mail hosts get the entry in their ke
   const why = skip ?? kernelSkipReason(['ipset', 'iptables', 'ip6tables']);
   if (why) { console.warn(`SKIPPED cluster ipset test: ${why}`); t.skip(why); return; }
   const cfg = cfgFor();
-  const nss = [addNetns('cl'), addNetns('cl')];
+  const nss = addNetnsAll(['cl', 'cl']);
   const es: ClusterEnforcer[] = [];
   try {
     for (const ns of nss) {

@@ -40,7 +40,7 @@ export class RedisServer {
     this.proc = p;
     await new Promise<void>((resolve, reject) => {
       let out = '';
-      const t = setTimeout(() => reject(new Error(`redis-server did not start: ${out}`)), 10_000);
+      const t = setTimeout(() => reject(new Error(`redis-server did not start within 30 s: ${out}`)), 30_000);
       p.stdout!.on('data', (b: Buffer) => {
         out += b.toString();
         if (out.includes('Ready to accept connections')) {

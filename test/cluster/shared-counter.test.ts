@@ -39,7 +39,7 @@ test('attempts older than findtime fall out of the window', { skip }, async () =
   c.note(k);
   c.note(k);
   await until(() => c.stats().shared === 2);
-  await new Promise((r) => setTimeout(r, 400));
+  await new Promise((r) => setTimeout(r, 400)); // the window under test (300 ms) must pass: a clock wait, not a guess
   c.note(k);
   await until(() => c.stats().shared === 3);
   assert.equal(crossed, 0);

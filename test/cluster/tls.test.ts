@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ClusterPublisher } from '../../src/cluster/publisher.js';
-import { ban, Host, quiet, redisCfg, until } from './helpers.js';
+import { ban, capturingLog, Host, quiet, redisCfg, until } from './helpers.js';
 import { freePort, haveRedis, RedisServer } from './redis-server.js';
 
 function haveOpenssl(): boolean {
@@ -49,9 +49,11 @@ test('rediss:// with CA and client certificate; an untrusting client is refused'
     pub.publish([ban('192.0.2.123', Date.now() + 3600_000)]);
     await until(() => h.count('192.0.2.123') === 1, 10_000, 'ban over TLS');
     // No client certificate: the server refuses the handshake; nothing is published, it stays queued.
-    const noCert = new ClusterPublisher({ ...cfg, tls: { ca: join(pki, 'ca.crt') } }, quiet);
+    const cap = capturingLog();
+    const noCert = new ClusterPublisher({ ...cfg, tls: { ca: join(pki, 'ca.crt') } }, cap.log);
     noCert.publish([ban('192.0.2.124', Date.now() + 3600_000)]);
-    await new Promise((r) => setTimeout(r, 500));
+    // Wait for the refusal itself (the connection error it logs), not for a guessed delay.
+    await until(() => cap.lines().some((l) => l.msg === 'redis error'), 15_000, 'the refused handshake to be logged');
     assert.equal(noCert.stats().published, 0);
     assert.equal(noCert.stats().queued, 1);
     await noCert.close(10);

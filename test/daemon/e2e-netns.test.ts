@@ -9,7 +9,7 @@ import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_pro
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { addNetns, delNetns, kernelSkipReason, nsExec } from '../firewall/netns.js';
+import { addNetnsAll, delNetns, kernelSkipReason, nsExec } from '../firewall/netns.js';
 import { RULES, tempDir, waitFor } from './helpers.js';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
@@ -19,7 +19,7 @@ const ip = (...args: string[]): string => execFileSync('ip', args, { encoding: '
 
 /** Connects from `ns` to host:port; "ok" when the server's greeting arrives, else "timeout"/"error ...". */
 function probe(ns: string, host: string, port: number): Promise<string> {
-  const js = `const s=require('net').connect({host:${JSON.stringify(host)},port:${port}});let d=false;const fin=r=>{if(d)return;d=true;s.destroy();console.log(r)};s.setTimeout(700,()=>fin('timeout'));s.on('data',()=>fin('ok'));s.on('error',e=>fin('error '+e.code))`;
+  const js = `const s=require('net').connect({host:${JSON.stringify(host)},port:${port}});let d=false;const fin=r=>{if(d)return;d=true;s.destroy();console.log(r)};s.setTimeout(2000,()=>fin('timeout'));s.on('data',()=>fin('ok'));s.on('error',e=>fin('error '+e.code))`;
   return new Promise((resolve) => {
     execFile('ip', ['netns', 'exec', ns, process.execPath, '-e', js], (_e, out) => resolve(out.trim()));
   });
@@ -34,9 +34,7 @@ function cli(args: string[], sock: string): Promise<{ code: number; stdout: stri
 
 test('collector / mail host / attacker namespaces: logger → ipset ban → dropped; unban; SIGKILL restart keeps bans', { skip: skip ?? false }, async () => {
   const dir = tempDir('mj-e2e-');
-  const col = addNetns('col-');
-  const mail = addNetns('mail-');
-  const att = addNetns('att-');
+  const [col, mail, att] = addNetnsAll(['col-', 'mail-', 'att-']);
   const children: ChildProcess[] = [];
   try {
     // mail 192.0.2.2 ↔ collector 192.0.2.1; attacker 198.51.100.2 ↔ collector 198.51.100.1
@@ -53,7 +51,7 @@ test('collector / mail host / attacker namespaces: logger → ipset ban → drop
       "require('net').createServer(s=>{s.end('220 hi\\r\\n')}).listen(2525,'0.0.0.0',()=>console.log('up'))"], { stdio: ['ignore', 'pipe', 'inherit'] });
     children.push(greeter);
     await new Promise<void>((r) => greeter.stdout!.once('data', () => r()));
-    await waitFor(async () => (await probe(att, '198.51.100.1', 2525)) === 'ok', 5000);
+    await waitFor(async () => (await probe(att, '198.51.100.1', 2525)) === 'ok', 20_000, 'the greeter to answer the attacker');
 
     const sock = join(dir, 'control.sock');
     const cfg = join(dir, 'mailjail.yaml');
@@ -76,16 +74,18 @@ control: { socket: ${sock} }
       return c;
     };
     let daemon = startDaemon();
-    await waitFor(() => /"msg":"ready"/.test(out), 15_000);
+    await waitFor(() => /"msg":"ready"/.test(out), 30_000, 'mailjail run ready');
 
     for (let i = 0; i < 3; i++) {
       nsExec(mail, 'logger', ['--server', '192.0.2.1', '--port', '5514', '--tcp', '--octet-count', '--rfc5424', '-t', 'postfix/smtpd',
         'warning: unknown[198.51.100.2]: SASL LOGIN authentication failed: UGFzc3dvcmQ6']);
     }
     const sent = Date.now();
-    await waitFor(() => nsExec(col, 'ipset', ['list', 'mje2e-v4']).includes('198.51.100.2'), 5000);
+    await waitFor(() => nsExec(col, 'ipset', ['list', 'mje2e-v4']).includes('198.51.100.2'), 15_000, '198.51.100.2 in the set');
     const latency = Date.now() - sent;
-    assert.ok(latency < 1000, `ban reached the set after ${latency} ms`);
+    // Well under a second on an idle machine; the bound leaves room for a loaded CI machine.
+    console.log(`# daemon e2e: 3rd logger line → ipset entry in ${latency} ms`);
+    assert.ok(latency < 5000, `ban reached the set after ${latency} ms`);
     assert.equal(await probe(att, '198.51.100.1', 2525), 'timeout', 'the attacker is dropped');
 
     const st = JSON.parse((await cli(['status', '--json'], sock)).stdout) as { firewall: string; counters: Record<string, number> };
@@ -105,7 +105,7 @@ control: { socket: ${sock} }
     nsExec(col, 'ipset', ['flush', 'mje2e-v4']);
     out = '';
     daemon = startDaemon();
-    await waitFor(() => /"msg":"ready"/.test(out), 15_000);
+    await waitFor(() => /"msg":"ready"/.test(out), 30_000, 'mailjail run ready after the restart');
     const list = nsExec(col, 'ipset', ['list', 'mje2e-v4']);
     assert.match(list, /^198\.51\.100\.2 timeout \d+/m);
     assert.match(list, /^203\.0\.113\.0\/24 timeout \d+/m);

@@ -6,6 +6,7 @@ import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { configFromTexts, type MailjailConfig } from '../../src/daemon/config.js';
 import type { RawRecord, Source } from '../../src/types.js';
+import { waitFor as waitUntil } from '../helpers/wait.js';
 
 export const RULES = fileURLToPath(new URL('../../../test/fixtures/rules-good/', import.meta.url));
 
@@ -87,10 +88,7 @@ ${extra}`,
   }]);
 }
 
-export async function waitFor(cond: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`condition not met in time: ${cond.toString()}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+/** Polls `cond` every 10 ms until it holds; throws after `ms`, naming `what` (see test/helpers/wait.ts). */
+export async function waitFor(cond: () => boolean | Promise<boolean>, ms = 10_000, what?: string): Promise<void> {
+  await waitUntil(cond, { timeoutMs: ms, intervalMs: 10, ...(what !== undefined ? { what } : {}) });
 }

@@ -21,8 +21,25 @@ export function kernelSkipReason(tools: readonly string[]): string | undefined {
 export function addNetns(tag = ''): string {
   const ns = `mjtest-${tag}${randomBytes(4).toString('hex')}`;
   execFileSync('ip', ['netns', 'add', ns]);
-  execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+  try {
+    execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+  } catch (e) {
+    delNetns(ns); // never leave a namespace behind when setting it up fails
+    throw e;
+  }
   return ns;
+}
+
+/** Creates one namespace per tag; when one fails, those already made are deleted before rethrowing. */
+export function addNetnsAll<const T extends readonly string[]>(tags: T): { -readonly [K in keyof T]: string } {
+  const made: string[] = [];
+  try {
+    for (const t of tags) made.push(addNetns(t));
+  } catch (e) {
+    for (const ns of made) delNetns(ns);
+    throw e;
+  }
+  return made as { -readonly [K in keyof T]: string };
 }
 
 export function delNetns(ns: string): void {

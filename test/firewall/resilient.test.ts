@@ -7,6 +7,7 @@ import { createFirewall } from '../../src/firewall/index.js';
 import { FirewallError, FW_CODES } from '../../src/firewall/exec.js';
 import { ResilientFirewall, type FirewallEvent } from '../../src/firewall/resilient.js';
 import type { ApplyReport, BanDecision, Ip } from '../../src/types.js';
+import { waitFor } from '../helpers/wait.js';
 import { ban, unban } from './conformance.js';
 
 /** A dry-run backend whose next `failures` applies throw the given error. */
@@ -36,8 +37,7 @@ test('failed applies stay queued and are retried with backoff until they land', 
   assert.equal(rep.failed.length, 2);
   assert.equal(r.stats().pending, 2);
   // Left to its own timers (no drain), the wrapper retries after 5, 10, 20 ms.
-  for (let i = 0; i < 400 && r.stats().pending > 0; i++) await new Promise((res) => setTimeout(res, 5));
-  assert.equal(r.stats().pending, 0);
+  await waitFor(() => r.stats().pending === 0, { timeoutMs: 10_000, intervalMs: 5, what: 'the retries to empty the pending queue', observe: () => r.stats() });
   assert.deepEqual([...(await b.list()).keys()].sort(), ['192.0.2.1', '192.0.2.2']);
   const s = r.stats();
   assert.equal(s.failures, 3);

@@ -4,6 +4,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RawRecord, Source } from '../../src/types.js';
+import { waitFor } from '../helpers/wait.js';
 
 const tempDirs: string[] = [];
 process.once('exit', () => {
@@ -27,16 +28,18 @@ export function which(bin: string): string | undefined {
 
 export const isRoot = (): boolean => process.getuid?.() === 0;
 
-/** Runs a source until `until(records)` holds or `timeoutMs` passes; then aborts it. */
+/** Runs a source until `until(records)` holds, `stop` settles or `timeoutMs` passes; then aborts it. */
 export async function collect(
   src: Source,
   until: (all: readonly RawRecord[]) => boolean,
   timeoutMs = 5000,
   onBatch?: (b: readonly RawRecord[]) => void,
+  stop?: Promise<unknown>,
 ): Promise<RawRecord[]> {
   const ac = new AbortController();
   const all: RawRecord[] = [];
   const timer = setTimeout(() => ac.abort(), timeoutMs);
+  stop?.then(() => ac.abort(), () => ac.abort());
   try {
     for await (const b of src.records(ac.signal)) {
       all.push(...b);
@@ -113,24 +116,24 @@ export async function ensureJournald(): Promise<JournaldHandle> {
   const jd = which('systemd-journald');
   const cat = which('systemd-cat');
   if (!isRoot()) return { ...none, reason: 'not root' };
-  if (!jd || !cat) return { ...none, reason: 'systemd-journald / systemd-cat not installed' };
+  if (!jd || !cat) return { ...none, reason: `${!jd ? 'systemd-journald' : 'systemd-cat'} not installed (package systemd)` };
   const probe = `mjprobe${process.pid}x${Math.random().toString(36).slice(2, 7)}`;
-  const works = (): boolean => {
-    if (spawnSync(cat, ['-t', probe], { input: 'probe\n' }).status !== 0) return false;
-    for (let i = 0; i < 10; i++) {
-      const out = spawnSync('journalctl', ['-q', '-t', probe, '-o', 'cat', '--no-pager']).stdout?.toString() ?? '';
-      if (out.includes('probe')) return true;
-      spawnSync('sleep', ['0.05']);
+  const write = (): boolean => spawnSync(cat, ['-t', probe], { input: 'probe\n' }).status === 0;
+  const readBack = (): boolean =>
+    (spawnSync('journalctl', ['-q', '-t', probe, '-o', 'cat', '--no-pager']).stdout?.toString() ?? '').includes('probe');
+  // Reading back is asynchronous (and slow on a loaded machine): wait for it with a deadline.
+  const works = async (timeoutMs: number, sent = false): Promise<boolean> => {
+    try {
+      await waitFor(() => (sent ||= write()) && readBack(), { timeoutMs, intervalMs: 50, what: 'a probe entry to read back from journald' });
+      return true;
+    } catch {
+      return false;
     }
-    return false;
   };
   // (pgrep would be fooled by journald namespace instances: ask the default socket itself.)
-  if (works()) return none;
+  if (write() && (await works(10_000, true))) return none;
   const daemon: ChildProcess = spawn(jd, [], { stdio: 'ignore' });
-  for (let i = 0; i < 50; i++) {
-    await sleep(100);
-    if (works()) return { ours: true, stop: () => { if (daemon.exitCode === null) daemon.kill('SIGTERM'); } };
-  }
+  if (await works(15_000)) return { ours: true, stop: () => { if (daemon.exitCode === null) daemon.kill('SIGTERM'); } };
   if (daemon.exitCode === null) daemon.kill('SIGTERM');
-  return { ...none, reason: 'systemd-journald did not start' };
+  return { ...none, reason: `systemd-journald (${jd}) started by this test did not store a probe entry within 15 s` };
 }

@@ -11,11 +11,15 @@ import { parseRecord } from '../../src/parse/index.js';
 import { JournaldSource, lastCursor, type JournaldSourceConfig } from '../../src/sources/journald.js';
 import { loadNativeJournal } from '../../src/sources/journal-native.js';
 import type { RawRecord } from '../../src/types.js';
-import { collect, ensureJournald, sleep, which, type JournaldHandle } from './helpers.js';
+import { GEN_MAILLOG as GEN, genMaillogMissing } from '../helpers/paths.js';
+import { waitFor } from '../helpers/wait.js';
+import { collect, ensureJournald, which, type JournaldHandle } from './helpers.js';
 
 const JREMOTE = which('systemd-journal-remote');
 const CAT = which('systemd-cat');
-const GEN = '/work/shared/bench/gen-maillog.mjs';
+/** Why the journal-file tests cannot run: the real missing piece, by name. */
+const filesSkip = (): string | undefined =>
+  (JREMOTE ? undefined : 'systemd-journal-remote not installed (package systemd-journal-remote)') ?? genMaillogMissing();
 const backends = (loadNativeJournal() ? ['native', 'journalctl'] : ['journalctl']) as ('native' | 'journalctl')[];
 
 let jd: JournaldHandle | undefined;
@@ -41,6 +45,31 @@ function writeEntries(ident: string, lines: readonly string[]): void {
 
 const msgs = (rs: readonly RawRecord[]): string[] => rs.map((r) => (r.kind === 'journal' ? r.fields.MESSAGE ?? '' : '?'));
 
+/** Waits until journald has stored `n` entries of `ident` (systemd-cat hands them over asynchronously). */
+async function journaled(ident: string, n: number): Promise<void> {
+  const count = (): number => {
+    const out = execFileSync('journalctl', ['-q', '-t', ident, '-o', 'cat', '--no-pager'], { encoding: 'utf8' });
+    return out === '' ? 0 : out.trimEnd().split('\n').length;
+  };
+  await waitFor(() => count() >= n, { timeoutMs: 15_000, intervalMs: 50, what: `${n} journal entries of ${ident}`, observe: count });
+}
+
+/**
+ * Waits until a following source reads new entries: writes a "sync" entry of `ident` until one
+ * arrives (seen through `seen`). A source that follows from "now" must be positioned before the
+ * entries under test are written; this proves it is, instead of guessing a delay.
+ */
+async function synced(ident: string, seen: () => readonly RawRecord[]): Promise<void> {
+  let n = 0;
+  await waitFor(() => {
+    if (msgs(seen()).some((m) => m.startsWith('sync '))) return true;
+    writeEntries(ident, [`sync ${n++}`]);
+    return false;
+  }, { timeoutMs: 15_000, intervalMs: 250, what: `the source to read a sync entry of ${ident}`, observe: () => `${n} sync entries written, ${seen().length} records read` });
+}
+
+const notSync = (rs: readonly RawRecord[]): RawRecord[] => rs.filter((r) => !(r.kind === 'journal' && r.fields.MESSAGE?.startsWith('sync ')));
+
 function src(backend: 'native' | 'journalctl', cfg: Partial<JournaldSourceConfig> & { stateDir?: string }): JournaldSource {
   return new JournaldSource({ stateDir: mkdtempSync(join(tmp, 'st-')), backend, commitIntervalMs: 100, ...cfg });
 }
@@ -50,14 +79,16 @@ for (const backend of backends) {
     if (liveReason) return t.skip(`SKIP: ${liveReason}`);
     const id = tag();
     writeEntries(id, ['before start: must not be read']);
-    await sleep(200);
+    await journaled(id, 1);
     const s = src(backend, { programs: [id] });
     const N = 300;
-    const got = collect(s, (a) => a.length >= N, 10000);
-    await sleep(500);
+    const seen: RawRecord[] = [];
+    const got = collect(s, (a) => notSync(a).length >= N, 30_000, (b) => seen.push(...b));
+    await synced(id, () => seen);
     writeEntries(`${id}-other`, ['not ours']);
     writeEntries(id, Array.from({ length: N }, (_, i) => `m${i} üñí`));
-    const rs = await got;
+    const rs = notSync(await got);
+    assert.ok(!msgs(seen).includes('before start: must not be read'), 'an entry from before the start was read');
     assert.deepEqual(msgs(rs), Array.from({ length: N }, (_, i) => `m${i} üñí`));
     const r = rs[0]!;
     assert.ok(r.kind === 'journal');
@@ -81,14 +112,14 @@ for (const backend of backends) {
     writeEntries(`${id}-anchor`, ['anchor']);
     const cfg = { programs: [id], stateDir, maxBatch: 40, startAt: { lookbackMs: 60_000 } } as const;
     writeEntries(id, Array.from({ length: 200 }, (_, i) => `r${i}`));
-    await sleep(300);
-    const first = await collect(src(backend, cfg), (a) => a.length >= 120, 10000);
+    await journaled(id, 200);
+    const first = await collect(src(backend, cfg), (a) => a.length >= 120, 30_000);
     assert.ok(first.length >= 120 && first.length < 200, `stopped mid-stream at ${first.length}`);
     const saved = readFileSync(join(stateDir, 'journald-journal.cursor'), 'utf8').trim();
     assert.equal(saved, first[first.length - 1]!.origin.cursor);
     writeEntries(id, Array.from({ length: 100 }, (_, i) => `r${200 + i}`));
-    await sleep(300);
-    const second = await collect(src(backend, cfg), (a) => first.length + a.length >= 300, 10000);
+    await journaled(id, 300);
+    const second = await collect(src(backend, cfg), (a) => first.length + a.length >= 300, 30_000);
     const all = [...msgs(first), ...msgs(second)];
     assert.deepEqual(all, Array.from({ length: 300 }, (_, i) => `r${i}`));
   });
@@ -101,9 +132,9 @@ for (const backend of backends) {
     writeEntries(`${id}-x/y/smtpd`, ['c: * must not cross /']);
     writeEntries(`${id}-out/qmgr`, ['d']);
     writeEntries(`${id}-exact`, ['e']);
-    await sleep(300);
+    for (const ident of [`${id}-out/smtpd`, `${id}/smtpd`, `${id}-x/y/smtpd`, `${id}-out/qmgr`, `${id}-exact`]) await journaled(ident, 1);
     const s = src(backend, { programs: [`${id}*/smtpd`, `${id}-exact`], startAt: { lookbackMs: 60_000 } });
-    const rs = await collect(s, (a) => a.length >= 3, 2500);
+    const rs = await collect(s, (a) => a.length >= 3, 30_000);
     assert.deepEqual(msgs(rs), ['a', 'b', 'e']);
   });
   test(`[${backend}] live journald: rotation and vacuum while following lose nothing`, async (t) => {
@@ -112,16 +143,19 @@ for (const backend of backends) {
     if (!jd?.ours) return t.skip('SKIP: journald was already running (not ours to rotate/vacuum)');
     const id = tag();
     const s = src(backend, { programs: [id] });
-    const got = collect(s, (a) => a.length >= 150, 10000);
-    await sleep(500);
+    const seen: RawRecord[] = [];
+    const got = collect(s, (a) => notSync(a).length >= 150, 30_000, (b) => seen.push(...b));
+    await synced(id, () => seen);
     writeEntries(id, Array.from({ length: 50 }, (_, i) => `v${i}`));
     execFileSync('journalctl', ['--rotate'], { stdio: 'ignore' });
     writeEntries(id, Array.from({ length: 50 }, (_, i) => `v${50 + i}`));
-    await sleep(200);
+    // Vacuuming deletes archived files: the source must have read v0..v99 first, or they are
+    // really gone (that would be the vacuum's doing, not a loss by the source).
+    await waitFor(() => notSync(seen).length >= 100, { timeoutMs: 15_000, what: 'the source to read v0..v99 before the vacuum', observe: () => notSync(seen).length });
     execFileSync('journalctl', ['--rotate'], { stdio: 'ignore' });
     execFileSync('journalctl', ['--vacuum-files=1'], { stdio: 'ignore' });
     writeEntries(id, Array.from({ length: 50 }, (_, i) => `v${100 + i}`));
-    const rs = await got;
+    const rs = notSync(await got);
     assert.deepEqual(msgs(rs), Array.from({ length: 150 }, (_, i) => `v${i}`));
   });
 }
@@ -139,7 +173,8 @@ function journalFile(name: string, lines: number, seed: number, skip = 0): strin
 
 for (const backend of backends) {
   test(`[${backend}] journal files from systemd-journal-remote: every entry, in order; vanished cursor warns and goes on`, async (t) => {
-    if (!JREMOTE || !existsSync(GEN)) return t.skip('SKIP: systemd-journal-remote or the log generator missing');
+    const why = filesSkip();
+    if (why) return t.skip(`SKIP: ${why}`);
     const full = journalFile(`full-${backend}`, 2000, 7);
     const rs = await collect(src(backend, { files: [full], startAt: 'head' }), () => false, 20000);
     const expected = execFileSync('journalctl', [`--file=${full}`, '-o', 'cat', '--no-pager']).toString('utf8').trimEnd().split('\n');
@@ -163,7 +198,8 @@ for (const backend of backends) {
 
 for (const backend of backends) {
   test(`[${backend}] explicit ack: nothing acknowledged means the same entries again; commit() + flush() resumes right after`, async (t) => {
-    if (!JREMOTE || !existsSync(GEN)) return t.skip('SKIP: systemd-journal-remote or the log generator missing');
+    const why = filesSkip();
+    if (why) return t.skip(`SKIP: ${why}`);
     const file = journalFile(`ack-${backend}`, 300, 11);
     const stateDir = mkdtempSync(join(tmp, 'ack-'));
     const cfg = { files: [file], startAt: 'head', stateDir, ack: 'explicit', maxBatch: 100, backend } as const;

@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { parseRecord } from '../../src/parse/index.js';
 import { SyslogSource, type SyslogListenerConfig } from '../../src/sources/syslog.js';
 import type { RawRecord } from '../../src/types.js';
-import { collect, ensureJournald, isRoot, makePki, sleep, tempDir, texts, which } from './helpers.js';
+import { waitFor } from '../helpers/wait.js';
+import { collect, ensureJournald, isRoot, makePki, tempDir, texts, which } from './helpers.js';
 
 const RSYSLOGD = which('rsyslogd');
 const LOGGER = which('logger');
@@ -29,8 +30,8 @@ async function rsyslog(conf: (dir: string) => string): Promise<{ dir: string; so
   procs.push(p);
   let err = '';
   p.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  for (let i = 0; i < 50 && !existsSync(sock); i++) await sleep(100);
-  if (!existsSync(sock)) throw new Error(`rsyslogd did not start: ${err}`);
+  await waitFor(() => existsSync(sock) || p.exitCode !== null, { timeoutMs: 15_000, what: `rsyslogd's socket ${sock}`, observe: () => err });
+  if (!existsSync(sock)) throw new Error(`rsyslogd exited (${p.exitCode}) before making its socket: ${err}`);
   return { dir, sock };
 }
 
@@ -48,7 +49,7 @@ function parsed(r: RawRecord | undefined): { program: string; message: string } 
 }
 
 const skipWhy = (): string | undefined =>
-  !RSYSLOGD || !LOGGER ? 'rsyslogd or logger not installed' : !isRoot() ? 'not root' : undefined;
+  !RSYSLOGD ? 'rsyslogd not installed (package rsyslog)' : !LOGGER ? 'logger not installed (package bsdutils)' : !isRoot() ? 'not root' : undefined;
 
 test('rsyslog omfwd over TCP, octet-counted RFC 5424', async (t) => {
   const why = skipWhy();
@@ -127,10 +128,18 @@ if ($programname startswith "postfix" or $programname == "dovecot" or $programna
          TCP_Framing="octet-counted" template="RSYSLOG_SyslogProtocol23Format"
          action.resumeRetryCount="-1")
 }\n`);
-  await sleep(1000);
-  const got = collect(src, (a) => a.length >= 1, 8000);
+  // imjournal ignores what was in the journal when it started: send "sync" entries until one
+  // comes through, so the entry under test is written once rsyslog is surely reading.
+  const seen: RawRecord[] = [];
+  const got = collect(src, (a) => texts(a).some((l) => l.endsWith('from the journal')), 30_000, (b) => seen.push(...b));
+  let n = 0;
+  await waitFor(() => {
+    if (texts(seen).some((l) => / sync \d+$/.test(l))) return true;
+    execFileSync('systemd-cat', ['-t', id], { input: `sync ${n++}\n` });
+    return false;
+  }, { timeoutMs: 20_000, intervalMs: 250, what: 'a sync entry through imjournal → omfwd', observe: () => `${n} written, ${seen.length} received` });
   execFileSync('systemd-cat', ['-t', id], { input: 'from the journal\n' });
-  const rs = await got;
+  const rs = (await got).filter((r) => !/ sync \d+$/.test(texts([r])[0] ?? ''));
   assert.match(texts(rs)[0] ?? '', new RegExp(`^<\\d+>1 \\S+ \\S+ ${id} \\d+ - - from the journal$`));
   assert.deepEqual(parsed(rs[0]), { program: id, message: 'from the journal' });
 });

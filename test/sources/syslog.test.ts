@@ -10,6 +10,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { promisify } from 'node:util';
 import { SyslogSource, type SyslogListenerConfig } from '../../src/sources/syslog.js';
 import type { RawRecord } from '../../src/types.js';
+import { waitFor } from '../helpers/wait.js';
 import { collect, makePki, sleep, texts, which } from './helpers.js';
 
 const run = promisify(execFile);
@@ -82,7 +83,11 @@ test('a peer outside the allowlist gets nothing in, over TCP and UDP, and is cou
   c.write('<13>Nov  4 00:00:00 h postfix/smtpd[1]: let me in\n');
   const u = createSocket('udp4');
   u.send('<13>Nov  4 00:00:00 h postfix/smtpd[1]: let me in', udp.port, '127.0.0.1');
-  const [rt, ru] = await Promise.all([collect(tcp.src, () => false, 700), collect(udp.src, () => false, 700)]);
+  // Both sources run until both refusals are counted (the event), then must have delivered nothing.
+  const refused = waitFor(() => tcp.src.stats().denied === 1 && udp.src.stats().denied === 1,
+    { timeoutMs: 15_000, what: 'the TCP and UDP refusals to be counted', observe: () => [tcp.src.stats().denied, udp.src.stats().denied] });
+  const [rt, ru] = await Promise.all([collect(tcp.src, () => false, 20_000, undefined, refused), collect(udp.src, () => false, 20_000, undefined, refused)]);
+  await refused;
   u.close();
   c.destroy();
   assert.deepEqual(rt, []);
@@ -131,7 +136,7 @@ test('UDP drops are counted when the consumer is behind, never silent', async ()
   const { src, port } = await started({ protocol: 'udp', highWater: 10 });
   const u = createSocket('udp4');
   for (let i = 0; i < 50; i++) u.send(`<13>m${i}`, port, '127.0.0.1');
-  await sleep(300);
+  await waitFor(() => src.stats().received + src.stats().dropped === 50, { timeoutMs: 15_000, what: 'all 50 datagrams received or dropped', observe: () => src.stats() });
   u.close();
   const s = src.stats();
   assert.equal(s.received + s.dropped, 50 - 0, `received ${s.received} + dropped ${s.dropped}`);
@@ -158,7 +163,7 @@ test('TLS: a client with a cert from our CA gets in; one without, or from anothe
   await send(pki.clientCert, pki.clientKey);
   await send();
   await send(pki.rogueCert, pki.rogueKey);
-  const rs = await collect(src, () => false, 800);
+  const rs = await collect(src, (a) => a.length >= 1, 15_000);
   assert.deepEqual(texts(rs), ['<13>good']);
   assert.equal(rs[0]!.origin.kind, 'syslog-tls');
   assert.ok(src.stats().tlsErrors >= 1 || src.stats().received === 1);
@@ -188,8 +193,9 @@ test('idle connections are closed after idleTimeoutMs and counted', async () => 
   const c = connect(port, '127.0.0.1');
   c.on('error', () => {});
   const closed = new Promise<boolean>((r) => c.once('close', () => r(true)));
-  const rs = collect(src, () => false, 1500);
-  assert.equal(await Promise.race([closed, new Promise<boolean>((r) => setTimeout(() => r(false), 1200))]), true);
+  // The source runs until the server closes the idle connection (deadline 15 s on a loaded machine).
+  const rs = collect(src, () => false, 15_000, undefined, closed);
+  assert.equal(await Promise.race([closed, new Promise<boolean>((r) => setTimeout(() => r(false), 15_000))]), true);
   await rs;
   assert.equal(src.stats().idleTimeouts, 1);
 });
