@@ -16,6 +16,8 @@ export interface ClientJob {
   readonly tls?: 'implicit' | 'starttls';
   /** Verify the server's certificate (the lab's is self-signed: the handshake then fails). */
   readonly verify?: boolean;
+  /** Speak plaintext to an implicit-TLS port (a client with TLS switched off): the server's handshake fails. */
+  readonly plainOnTls?: boolean;
   readonly host: string;
   readonly port?: number;
   readonly local?: string;
@@ -111,6 +113,19 @@ export async function runJob(job: ClientJob): Promise<ClientResult> {
   if (job.proto === 'probe') { s.destroy(); return res; }
   const wait = job.replyMs ?? 60_000;
   let lines: Lines;
+  if (job.plainOnTls) {
+    // What a mail client set to port 993 with TLS off sends first; the server reads it as a TLS record.
+    s.write(job.proto === 'smtp' ? 'EHLO plain.client.test\r\n' : job.proto === 'pop3' ? 'CAPA\r\n' : 'a1 CAPABILITY\r\n');
+    const closed = await new Promise<boolean>((resolve) => {
+      const t = setTimeout(() => resolve(false), job.replyMs ?? 15_000);
+      s.on('data', () => { /* the server's TLS alert, if any */ });
+      s.once('close', () => { clearTimeout(t); resolve(true); });
+    });
+    s.destroy();
+    res.tls = 'failed';
+    if (!closed) res.detail = 'the server kept the connection open';
+    return res;
+  }
   if (job.tls === 'implicit') {
     // The TCP connect above proved the port is open; TLS goes over that same connection.
     const h = await handshake(job, s, port);

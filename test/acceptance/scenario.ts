@@ -20,6 +20,8 @@ export interface Step {
   readonly tls?: 'implicit' | 'starttls';
   /** Verify the lab's self-signed certificate: the handshake fails (a client that does not trust it). */
   readonly verify?: boolean;
+  /** Plaintext to an implicit-TLS port (a client with TLS switched off). */
+  readonly plainOnTls?: boolean;
   readonly logins: readonly Login[];
   readonly mech?: 'LOGIN' | 'PLAIN';
   /** Deliver one message to this recipient after (optional) AUTH. */
@@ -104,7 +106,7 @@ export async function runStep(lab: Lab, a: Actor, step: Step, timeoutS = 40): Pr
   const src = step.src ?? a.addrs[0]!;
   const server = src.includes(':') ? SRV6 : SRV4;
   // SMTP through swaks, except a handshake that verifies the certificate (swaks cannot): the Node client.
-  if (step.proto === 'smtp' && !step.verify) {
+  if (step.proto === 'smtp' && !step.verify && !step.plainOnTls) {
     const argv = ['ip', 'netns', 'exec', c.ns, 'swaks', '--server', server, '--port', String(step.port),
       '--local-interface', src, '--helo', `${a.name}.client.test`, '--timeout', String(timeoutS), '--hide-all'];
     const login = step.logins[0];
@@ -119,7 +121,7 @@ export async function runStep(lab: Lab, a: Actor, step: Step, timeoutS = 40): Pr
     return { actor: a.name, role: a.role, src, step, connect, results: login ? [v] : [v === 'ok' ? 'ok' : 'error'], ...(v === 'error' ? { detail: `swaks exit ${r.code}: ${r.stderr.trim().slice(0, 200)}` } : {}) };
   }
   const job: ClientJob = { proto: step.proto, host: server, port: step.port, local: src, logins: step.logins, replyMs: timeoutS * 1000,
-    ...(step.tls ? { tls: step.tls } : {}), ...(step.verify ? { verify: true } : {}) };
+    ...(step.tls ? { tls: step.tls } : {}), ...(step.verify ? { verify: true } : {}), ...(step.plainOnTls ? { plainOnTls: true } : {}) };
   const r = await clientJob(c.ns, job);
   return { actor: a.name, role: a.role, src, step, connect: r.connect, results: r.results, ...(r.detail ? { detail: r.detail } : {}), ...(r.tls ? { tls: r.tls } : {}) };
 }

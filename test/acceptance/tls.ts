@@ -10,7 +10,8 @@
 //
 // Attackers (one per port, and an IPv6 rotator over 993/465) guess passwords over TLS until they
 // are banned: each must be banned at exactly maxretry. Benign clients log in over TLS (one
-// mistypes once); a client that does not trust the certificate fails every TLS handshake; an old
+// mistypes once); a client that does not trust the certificate fails every TLS handshake, another
+// speaks plaintext to the TLS ports; an old
 // client sends its LOGIN / USER+PASS in plaintext and is refused. None of them may be banned: a
 // handshake failure is no failed login, and a refused plaintext login is a probe, not a guess.
 import { mkdirSync } from 'node:fs';
@@ -66,6 +67,7 @@ export function tlsBenign(): BenignTls[] {
     { proto: 'smtp', port: 587, tls: 'starttls', verify: true, logins: [] },
     { proto: 'smtp', port: 25, tls: 'starttls', verify: true, logins: [] },
   ];
+  const plainOnTls: Step[] = [993, 995, 465, 993, 995, 465].map((port): Step => ({ proto: port === 993 ? 'imap' : port === 995 ? 'pop3' : 'smtp', port, plainOnTls: true, logins: [] }));
   const plaintext: Step[] = Array.from({ length: n }, (_, i): Step => (i % 2 ? { proto: 'pop3', port: 110, logins: [good('bob@mx.test')] } : { proto: 'imap', port: 143, logins: [good('bob@mx.test')] }));
   return [
     { name: 't-user', role: 'benign', addrs: ['192.0.2.70'], pauseMs: 200,
@@ -92,6 +94,10 @@ export function tlsBenign(): BenignTls[] {
     // Does not trust the self-signed certificate: every handshake fails (7 > maxretry).
     { name: 't-untrusted-cert', role: 'benign', addrs: ['192.0.2.72'], pauseMs: 200, steps: handshakes,
       expect: handshakes.map(() => ({ results: [], tls: 'failed' })) },
+    // TLS switched off but the TLS port kept: plaintext into 993/995/465, the server's handshake
+    // fails (`SSL_accept() failed`, `SSL_accept error`, `TLS library problem`); 6 > maxretry.
+    { name: 't-plain-on-tls-port', role: 'benign', addrs: ['192.0.2.74'], pauseMs: 200, steps: plainOnTls,
+      expect: plainOnTls.map(() => ({ results: [], tls: 'failed' })) },
     // An old client configured without TLS: its LOGIN / USER is refused before a password is checked.
     { name: 't-plaintext-refused', role: 'benign', addrs: ['192.0.2.73'], pauseMs: 200, steps: plaintext,
       expect: plaintext.map(() => ({ results: ['fail'] })) },
