@@ -41,9 +41,9 @@ class Lines {
     s.on('error', () => this.push(undefined));
   }
   private readonly onData = (d: string): void => {
-      this.buf += d;
-      let i;
-      while ((i = this.buf.indexOf('\n')) >= 0) { this.push(this.buf.slice(0, i).replace(/\r$/, '')); this.buf = this.buf.slice(i + 1); }
+    this.buf += d;
+    let i;
+    while ((i = this.buf.indexOf('\n')) >= 0) { this.push(this.buf.slice(0, i).replace(/\r$/, '')); this.buf = this.buf.slice(i + 1); }
   };
   /** Stops reading `s` (before it is handed to TLS). */
   detach(s: Socket): void { s.removeListener('data', this.onData); s.removeAllListeners('close'); s.removeAllListeners('error'); }
@@ -91,13 +91,10 @@ async function startTls(job: ClientJob, s: Socket, lines: Lines, ms: number): Pr
   }
 }
 
-/** Wraps `s` in TLS; resolves with the TLS socket, or the handshake's error. */
-function handshake(job: ClientJob, s: Socket | undefined, port: number): Promise<{ t?: Socket; err?: string }> {
+/** Wraps the connected `s` in TLS; resolves with the TLS socket, or the handshake's error. */
+function handshake(job: ClientJob, s: Socket): Promise<{ t?: Socket; err?: string }> {
   return new Promise((resolve) => {
-    const t = tlsConnect({
-      ...(s ? { socket: s } : { host: job.host, port, ...(job.local ? { localAddress: job.local } : {}) }),
-      rejectUnauthorized: job.verify === true, servername: 'mx.test',
-    });
+    const t = tlsConnect({ socket: s, rejectUnauthorized: job.verify === true, servername: 'mx.test' });
     const timer = setTimeout(() => { t.destroy(); resolve({ err: 'handshake timeout' }); }, job.connectMs ?? 10_000);
     t.once('secureConnect', () => { clearTimeout(timer); resolve({ t }); });
     t.once('error', (e: NodeJS.ErrnoException) => { clearTimeout(timer); t.destroy(); resolve({ err: String(e.code ?? e.message) }); });
@@ -122,13 +119,13 @@ export async function runJob(job: ClientJob): Promise<ClientResult> {
       s.once('close', () => { clearTimeout(t); resolve(true); });
     });
     s.destroy();
-    res.tls = 'failed';
-    if (!closed) res.detail = 'the server kept the connection open';
+    if (closed) res.tls = 'failed';
+    else res.detail = 'the server kept the connection open';
     return res;
   }
   if (job.tls === 'implicit') {
     // The TCP connect above proved the port is open; TLS goes over that same connection.
-    const h = await handshake(job, s, port);
+    const h = await handshake(job, s);
     if (!h.t) { res.tls = 'failed'; res.detail = h.err ?? 'handshake failed'; return res; }
     res.tls = 'ok';
     s = h.t;
@@ -140,7 +137,7 @@ export async function runJob(job: ClientJob): Promise<ClientResult> {
     if (job.tls === 'starttls') {
       if (!(await startTls(job, s, lines, wait))) { s.destroy(); res.detail = 'STARTTLS refused'; return res; }
       lines.detach(s);
-      const h = await handshake(job, s, port);
+      const h = await handshake(job, s);
       if (!h.t) { res.tls = 'failed'; res.detail = h.err ?? 'handshake failed'; return res; }
       res.tls = 'ok';
       s = h.t;
