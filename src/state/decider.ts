@@ -246,6 +246,10 @@ export class Decider {
     let any = false;
     for (const st of this.states) if (policyCounts(st.p, m)) { any = true; break; }
     if (!any) {
+      // Still one attempt of its login session: Dovecot's "Login failed: Plaintext authentication
+      // disabled" (a probe) is followed by "(auth failed, 1 attempts)" for the same session, and
+      // that summary must not count it as a guessed password (docs/counting.md).
+      if (m.attempt.session !== undefined && m.attempt.total === undefined && m.attempt.pair === undefined) this.dedupe.credit(m, now);
       this.s.ignored++;
       return NOTHING;
     }

@@ -15,7 +15,8 @@ import { join } from 'node:path';
 import { Cleanup, must, run, sleep, startDaemon, waitFor } from './proc.js';
 
 // libio-socket-inet6-perl: swaks speaks IPv6 only with it.
-export const PACKAGES = ['postfix', 'dovecot-imapd', 'dovecot-pop3d', 'swaks', 'libio-socket-inet6-perl'] as const;
+// libnet-ssleay-perl: swaks speaks TLS only with it. dovecot-managesieved: the TLS pass's port 4190.
+export const PACKAGES = ['postfix', 'dovecot-imapd', 'dovecot-pop3d', 'dovecot-managesieved', 'swaks', 'libio-socket-inet6-perl', 'libnet-ssleay-perl'] as const;
 const BINARIES = ['/usr/sbin/postfix', '/usr/sbin/dovecot', '/usr/bin/swaks', '/lib/systemd/systemd-journald', '/usr/bin/journalctl', '/usr/sbin/ip', '/bin/mount'];
 
 /** Server addresses clients talk to. */
@@ -23,7 +24,7 @@ export const SRV4 = '192.0.2.1';
 export const SRV6 = '2001:db8:1::1';
 /** Networks on the lab bridge: the server holds `.1` / `::1` in each, clients route through it. */
 const NETS4 = ['192.0.2', '198.51.100', '203.0.113'];
-const NETS6 = ['2001:db8:1::', '2001:db8:bad::', '2001:db8:bad:1::', '2001:db8:bad2::', '2001:db8:bad3::'];
+const NETS6 = ['2001:db8:1::', '2001:db8:bad::', '2001:db8:bad:1::', '2001:db8:bad2::', '2001:db8:bad3::', '2001:db8:bad4::'];
 
 export const USERS: Readonly<Record<string, string>> = { 'alice@mx.test': 'alice-pw-1', 'bob@mx.test': 'bob-pw-2', 'carol@mx.test': 'carol-pw-3' };
 
@@ -211,7 +212,11 @@ export class Lab {
     return ['ip', 'netns', 'exec', this.srv, 'sh', '-c', 'mount --bind "$0" "$1" && shift && exec "$@"', this.bindSrc, this.bindDst, ...argv];
   }
 
-  async startDovecot(): Promise<void> {
+  /**
+   * `extra` is appended to the base config (a later setting wins in Dovecot): the TLS pass
+   * restarts Dovecot with TLS listeners, disable_plaintext_auth and ManageSieve this way.
+   */
+  async startDovecot(extra = ''): Promise<void> {
     const d = join(this.dir, 'dovecot');
     mkdirSync(join(d, 'run'), { recursive: true });
     mkdirSync(join(d, 'state'), { recursive: true });
@@ -220,25 +225,41 @@ export class Lab {
     chownSync(mail, 65534, 65534);
     writeFileSync(join(d, 'users'), Object.entries(USERS).map(([u, p]) => `${u}:{PLAIN}${p}:65534:65534::${mail}/${u.split('@')[0]}\n`).join(''), { mode: 0o640 });
     chownSync(join(d, 'users'), 0, gidOf('dovecot')); // read by the auth process, which runs as dovecot
-    writeFileSync(join(d, 'dovecot.conf'), dovecotConf(d, mail));
+    writeFileSync(join(d, 'dovecot.conf'), dovecotConf(d, mail) + extra);
     const conf = join(d, 'dovecot.conf');
     await startDaemon(this.inSrv(['dovecot', '-c', conf]), join(this.dir, 'dovecot.out'), 20_000);
-    this.cleanup.add('stop dovecot', async () => {
+    this.stopDovecot = async () => {
+      // Read now: the pid file appears only after `dovecot` has forked and returned.
       const pid = Number(readFileSafe(join(d, 'run', 'master.pid')));
       if (pid > 0) { try { process.kill(pid, 'SIGTERM'); } catch { /* gone */ } }
-      await waitFor(() => (pid > 0 && pidAlive(pid) ? undefined : true), 5000);
-    });
+      if (!(await waitFor(() => (pid > 0 && pidAlive(pid) ? undefined : true), 10_000))) throw new Error(`dovecot master ${pid} did not exit`);
+    };
+    this.cleanup.add('stop dovecot', () => this.stopDovecot());
     if (!(await waitFor(() => (existsSync(join(d, 'run', 'auth-postfix')) ? true : undefined), 10_000))) throw new Error('dovecot did not create its auth socket');
   }
 
-  async startPostfix(): Promise<void> {
+  /** Stops the running Dovecot (the TLS pass restarts it with another config); a no-op when none runs. */
+  stopDovecot: () => Promise<void> = async () => {};
+  /** Stops the running Postfix; a no-op when none runs. */
+  stopPostfix: () => Promise<void> = async () => {};
+
+  /** `extraMain` is appended to main.cf (a later setting wins); `master` replaces master.cf. */
+  async startPostfix(extraMain = '', master = POSTFIX_MASTER): Promise<void> {
     const p = join(this.dir, 'postfix');
     for (const s of ['etc', 'spool', 'data']) mkdirSync(join(p, s), { recursive: true });
     chownSync(join(p, 'data'), uidOf('postfix'), 0);
-    writeFileSync(join(p, 'etc', 'main.cf'), postfixMain(p, join(this.dir, 'dovecot', 'run', 'auth-postfix'), join(this.dir, 'mail')));
-    writeFileSync(join(p, 'etc', 'master.cf'), POSTFIX_MASTER);
+    writeFileSync(join(p, 'etc', 'main.cf'), postfixMain(p, join(this.dir, 'dovecot', 'run', 'auth-postfix'), join(this.dir, 'mail')) + extraMain);
+    writeFileSync(join(p, 'etc', 'master.cf'), master);
     await startDaemon(this.inSrv(['postfix', '-c', join(p, 'etc'), 'start']), join(this.dir, 'postfix.out'), 60_000);
-    this.cleanup.add('stop postfix', () => startDaemon(this.inSrv(['postfix', '-c', join(p, 'etc'), 'abort']), join(this.dir, 'postfix.out'), 20_000));
+    let running = true;
+    this.stopPostfix = async () => {
+      if (!running) return;
+      running = false;
+      await startDaemon(this.inSrv(['postfix', '-c', join(p, 'etc'), 'abort']), join(this.dir, 'postfix.out'), 20_000);
+      // `abort` returns before every child has gone; the master's pid file goes last.
+      await waitFor(() => (existsSync(join(p, 'spool', 'pid', 'master.pid')) ? undefined : true), 10_000);
+    };
+    this.cleanup.add('stop postfix', () => this.stopPostfix());
     const up = await waitFor(async () => ((await run(['ip', 'netns', 'exec', this.srv, 'ss', '-Hltn', 'sport = :587'])).stdout.includes('587') ? true : undefined), 10_000, 200);
     if (!up) throw new Error('postfix is not listening on 587');
   }

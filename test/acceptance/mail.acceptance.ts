@@ -20,6 +20,7 @@ import { keysOf, sanitizeJournal, sanitizeSyslog, table } from './report.js';
 import { actors, playAll } from './scenario.js';
 import { attackUntilBanned, Daemon, P2_EXPIRY_S, P2_MAXRETRY, phase2Attackers, probeAll, ROT2_NET, ROT3_NET } from './phase2.js';
 import { sleep, waitFor } from './proc.js';
+import { restartWithTls, tlsAttackers, tlsBenign, tlsPass } from './tls.js';
 import type { StepResult } from './scenario.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -36,6 +37,8 @@ const DEBUG_DIR = process.env['MJ_ACCEPT_DEBUG_DIR'];
 
 /** Set to run phase 2 only (debugging the daemon run). */
 const ONLY_PHASE2 = process.env['MJ_ACCEPT_ONLY_PHASE2'] === '1';
+/** Set to run the TLS pass only (debugging it). */
+const ONLY_TLS = process.env['MJ_ACCEPT_ONLY_TLS'] === '1';
 
 const say = (s: string): void => { process.stderr.write(`${s}\n`); };
 
@@ -44,6 +47,7 @@ describe('acceptance: real Postfix and Dovecot, attacked in network namespaces',
   let lab: Lab | undefined;
   let phase1Ran = false;
   let journalDaemon: Daemon | undefined;
+  let collector: Daemon | undefined;
   const knownGaps: string[] = [];
   const list = actors(MAXRETRY + 1);
 
@@ -57,7 +61,7 @@ describe('acceptance: real Postfix and Dovecot, attacked in network namespaces',
     try {
       await lab.startJournald();
       await lab.startNetwork();
-      for (const a of [...list, ...phase2Attackers(), ...phase2Attackers('syslog')]) await lab.addClient(a.name, a.addrs);
+      for (const a of [...list, ...phase2Attackers(), ...phase2Attackers('syslog'), ...tlsAttackers(), ...tlsBenign()]) await lab.addClient(a.name, a.addrs);
       await lab.startDovecot();
       await lab.startPostfix();
     } catch (e) {
@@ -74,7 +78,7 @@ describe('acceptance: real Postfix and Dovecot, attacked in network namespaces',
 
   test('phase 1: every attempt of the real daemons is matched and counted once; no benign client reaches a ban', async (t) => {
     if (skip || !lab) { t.skip(`SKIPPED LOUDLY: ${skip}`); return; }
-    if (ONLY_PHASE2) { t.skip('MJ_ACCEPT_ONLY_PHASE2=1'); return; }
+    if (ONLY_PHASE2 || ONLY_TLS) { t.skip('MJ_ACCEPT_ONLY_PHASE2=1 or MJ_ACCEPT_ONLY_TLS=1'); return; }
     phase1Ran = true;
     const started = Date.now();
     const results = await playAll(lab, list);
@@ -147,6 +151,7 @@ describe('acceptance: real Postfix and Dovecot, attacked in network namespaces',
 
   test('phase 2: mailjail run bans each attacker after exactly maxretry attempts, drops it, spares benign clients; unban and expiry restore access', async (t) => {
     if (skip || !lab) { t.skip(`SKIPPED LOUDLY: ${skip}`); return; }
+    if (ONLY_TLS) { t.skip('MJ_ACCEPT_ONLY_TLS=1'); return; }
     const gap = await daemonGap();
     if (gap) { say(`\n!!! ACCEPTANCE PHASE 2 SKIPPED: ${gap}\n`); t.skip(`SKIPPED LOUDLY: ${gap}`); return; }
     const theLab = lab;
@@ -227,11 +232,13 @@ describe('acceptance: real Postfix and Dovecot, attacked in network namespaces',
 
   test('syslog pass: journald → rsyslog → TCP → mailjail collector bans each attacker after exactly maxretry attempts', async (t) => {
     if (skip || !lab) { t.skip(`SKIPPED LOUDLY: ${skip}`); return; }
+    if (ONLY_TLS) { t.skip('MJ_ACCEPT_ONLY_TLS=1'); return; }
     const gap = (await daemonGap()) ?? ((await run(['which', 'rsyslogd'])).code !== 0 ? 'rsyslogd is not installed' : undefined);
     if (gap) { say(`\n!!! ACCEPTANCE SYSLOG PASS SKIPPED: ${gap}\n`); t.skip(`SKIPPED LOUDLY: ${gap}`); return; }
     const theLab = lab;
     await journalDaemon?.stop(); // one daemon at a time decides; its remaining bans expire in the kernel
     const d = new Daemon(theLab, { tcp: '127.0.0.1:5514' });
+    collector = d;
     await d.start(RULES);
     await theLab.startRsyslog('127.0.0.1', 5514);
     const rows = await Promise.all(phase2Attackers('syslog').map((a) => attackUntilBanned(theLab, d, a)));
@@ -251,6 +258,29 @@ describe('acceptance: real Postfix and Dovecot, attacked in network namespaces',
     if (DEBUG_DIR) writeFileSync(join(DEBUG_DIR, 'collector.log'), d.out);
     if (problems.length) say(`collector output (tail):\n${d.out.slice(-3000)}`);
     assert.deepEqual(problems, [], `\n${problems.join('\n')}`);
+  });
+
+  test('TLS pass: postscreen, 587 with STARTTLS before AUTH, 465, 993, 995, 143/110 STARTTLS, ManageSieve 4190; nftables bans every TLS attacker at maxretry, no benign TLS client', async (t) => {
+    if (skip || !lab) { t.skip(`SKIPPED LOUDLY: ${skip}`); return; }
+    const gap = (await daemonGap()) ?? ((await run(['which', 'nft'])).code !== 0 ? 'nft is not installed (package nftables)' : undefined) ??
+      ((await run(['test', '-x', '/usr/lib/dovecot/managesieve-login'])).code !== 0 ? 'dovecot-managesieved is not installed' : undefined);
+    if (gap) { say(`\n!!! ACCEPTANCE TLS PASS SKIPPED: ${gap}\n`); t.skip(`SKIPPED LOUDLY: ${gap}`); return; }
+    const theLab = lab;
+    // One daemon at a time decides (their remaining bans stay in their own kernel sets).
+    await journalDaemon?.stop();
+    await collector?.stop();
+    const started = Date.now();
+    await restartWithTls(theLab);
+    const out = await tlsPass(theLab, RULES);
+    say(out.report);
+    say(`TLS pass took ${((Date.now() - started) / 1000).toFixed(0)} s`);
+    if (DEBUG_DIR) {
+      mkdirSync(DEBUG_DIR, { recursive: true });
+      writeFileSync(join(DEBUG_DIR, 'mailjail-tls.log'), out.daemon.out);
+      writeFileSync(join(DEBUG_DIR, 'tls.log'), await theLab.journalSyslog());
+    }
+    if (out.problems.length) say(`mailjail run (nftables) output (tail):\n${out.daemon.out.slice(-3000)}`);
+    assert.deepEqual(out.problems, [], `\n${out.problems.join('\n')}`);
   });
 
   test('attempts Postfix only logs as "Connection lost to authentication server" (Dovecot\'s auth penalty) are counted once', (t) => {

@@ -74,9 +74,15 @@ export class Daemon {
   readonly cfg: string;
   private readonly name: string;
   readonly prefix: string;
-  constructor(private readonly lab: Lab, private readonly source: 'journal' | { readonly tcp: string } = 'journal') {
-    this.name = source === 'journal' ? 'mailjail' : 'mailjail-collector';
-    this.prefix = source === 'journal' ? FW_PREFIX : `${FW_PREFIX}c`;
+  readonly backend: 'ipset' | 'nftables';
+  readonly ports: readonly number[];
+  /** `fw` picks another backend, prefix and port list (the TLS pass: nftables, every mail port). */
+  constructor(private readonly lab: Lab, private readonly source: 'journal' | { readonly tcp: string } = 'journal',
+    fw: { readonly backend: 'ipset' | 'nftables'; readonly prefix: string; readonly ports: readonly number[] } | undefined = undefined) {
+    this.name = fw ? `mailjail-${fw.prefix}` : source === 'journal' ? 'mailjail' : 'mailjail-collector';
+    this.prefix = fw?.prefix ?? (source === 'journal' ? FW_PREFIX : `${FW_PREFIX}c`);
+    this.backend = fw?.backend ?? 'ipset';
+    this.ports = fw?.ports ?? PORTS;
     this.sock = join(lab.dir, this.name, 'control.sock');
     this.cfg = join(lab.dir, this.name, 'mailjail.yaml');
   }
@@ -102,7 +108,7 @@ sources:
   ${src}
 policies:
   auth: { classes: [auth], maxretry: ${P2_MAXRETRY}, findtime: 10m, bantime: ${P2_BANTIME_S}s, ipv4Prefix: 32, ipv6Prefix: 64 }
-firewall: { backend: ipset, prefix: ${this.prefix}, ports: [${PORTS.join(', ')}] }
+firewall: { backend: ${this.backend}, prefix: ${this.prefix}, ports: [${this.ports.join(', ')}] }
 metrics: { enabled: false }
 control: { socket: ${JSON.stringify(this.sock)} }
 `);
@@ -126,12 +132,25 @@ control: { socket: ${JSON.stringify(this.sock)} }
 
   /** Whether the kernel set holds `addr` (an address, or any address inside a banned prefix). */
   async inSet(addr: string): Promise<boolean> {
+    if (this.backend === 'nftables') {
+      // One set per prefix length (docs/firewall.md); an interval set answers for any address inside.
+      const sets = addr.includes(':') ? ['v6', 'v6n64', 'v6n48'] : ['v4', 'v4n24'];
+      for (const set of sets) {
+        const r = await run(['ip', 'netns', 'exec', this.lab.srv, 'nft', 'get', 'element', 'inet', this.prefix, set, `{ ${addr} }`]);
+        if (r.code === 0) return true;
+      }
+      return false;
+    }
     const set = `${this.prefix}-${addr.includes(':') ? 'v6' : 'v4'}`;
     const r = await run(['ip', 'netns', 'exec', this.lab.srv, 'ipset', 'test', set, addr]);
     return r.code === 0;
   }
 
   async setEntries(): Promise<string> {
+    if (this.backend === 'nftables') {
+      const r = await run(['ip', 'netns', 'exec', this.lab.srv, 'nft', 'list', 'table', 'inet', this.prefix]);
+      return [...r.stdout.matchAll(/elements = \{([^}]*)\}/g)].map((m) => m[1]!.replace(/\s+/g, ' ').trim()).join('; ');
+    }
     const v4 = await run(['ip', 'netns', 'exec', this.lab.srv, 'ipset', 'list', `${this.prefix}-v4`]);
     const v6 = await run(['ip', 'netns', 'exec', this.lab.srv, 'ipset', 'list', `${this.prefix}-v6`]);
     const members = (s: string) => s.split('Members:')[1]?.trim().split('\n').filter(Boolean) ?? [];
@@ -146,10 +165,10 @@ export function journalDirOk(lab: Lab): boolean {
 }
 
 /** Connects from `src` (in namespace `ns`) to each protected port: "open", "timeout" (dropped), ... */
-export async function probeAll(ns: string, src: string): Promise<Record<number, string>> {
+export async function probeAll(ns: string, src: string, ports: readonly number[] = PORTS): Promise<Record<number, string>> {
   const host = src.includes(':') ? SRV6 : SRV4;
   const out: Record<number, string> = {};
-  await Promise.all(PORTS.map(async (p) => {
+  await Promise.all(ports.map(async (p) => {
     const r = await clientJob(ns, { proto: 'probe', host, port: p, local: src, connectMs: 2500 }, 20_000);
     out[p] = r.connect;
   }));
@@ -192,8 +211,9 @@ export async function attackUntilBanned(lab: Lab, d: Daemon, a: Actor): Promise<
     await watcher;
   }
   // The next connection, from a fresh address of the /64 for the rotator.
-  const probeSrc = a.addrs.includes(ROT2_UNUSED) ? ROT2_UNUSED : a.addrs.includes(ROT3_UNUSED) ? ROT3_UNUSED : last;
-  const blocked = await probeAll(lab.clients.get(a.name)!.ns, probeSrc);
+  // (Rotators list an address they never use last.)
+  const probeSrc = a.addrs.length > 1 && !a.steps.some((s) => s.src === a.addrs.at(-1)) ? a.addrs.at(-1)! : last;
+  const blocked = await probeAll(lab.clients.get(a.name)!.ns, probeSrc, d.ports);
   return { name: a.name, key, made: Math.max(made, started), bannedAt, blocked, last: probeSrc, results };
 }
 

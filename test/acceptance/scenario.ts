@@ -14,8 +14,14 @@ export interface Login { readonly user: string; readonly pass: string }
 
 /** One connection. SMTP: at most one AUTH (swaks), optional delivery. IMAP/POP3: one attempt per login. */
 export interface Step {
-  readonly proto: 'smtp' | 'imap' | 'pop3';
+  readonly proto: 'smtp' | 'imap' | 'pop3' | 'sieve';
   readonly port: number;
+  /** TLS from the first byte (465, 993, 995) or after STARTTLS (587, 143, 110, 4190). */
+  readonly tls?: 'implicit' | 'starttls';
+  /** Verify the lab's self-signed certificate: the handshake fails (a client that does not trust it). */
+  readonly verify?: boolean;
+  /** Plaintext to an implicit-TLS port (a client with TLS switched off). */
+  readonly plainOnTls?: boolean;
   readonly logins: readonly Login[];
   readonly mech?: 'LOGIN' | 'PLAIN';
   /** Deliver one message to this recipient after (optional) AUTH. */
@@ -35,7 +41,7 @@ export interface Actor {
   readonly mistakes?: number;
 }
 
-export interface StepResult { readonly actor: string; readonly role: Actor['role']; readonly src: string; readonly step: Step; readonly connect: ClientResult['connect']; readonly results: readonly Verdict[]; readonly detail?: string }
+export interface StepResult { readonly actor: string; readonly role: Actor['role']; readonly src: string; readonly step: Step; readonly connect: ClientResult['connect']; readonly results: readonly Verdict[]; readonly detail?: string; readonly tls?: 'ok' | 'failed' }
 
 const bad = (n: number): Login => ({ user: `ghost${n}@mx.test`, pass: `guess-${n}` });
 const wrong = (user: string, n: number): Login => ({ user, pass: `wrong-${n}` });
@@ -99,10 +105,12 @@ export async function runStep(lab: Lab, a: Actor, step: Step, timeoutS = 40): Pr
   if (!c) throw new Error(`no namespace for ${a.name}`);
   const src = step.src ?? a.addrs[0]!;
   const server = src.includes(':') ? SRV6 : SRV4;
-  if (step.proto === 'smtp') {
+  // SMTP through swaks, except a handshake that verifies the certificate (swaks cannot): the Node client.
+  if (step.proto === 'smtp' && !step.verify && !step.plainOnTls) {
     const argv = ['ip', 'netns', 'exec', c.ns, 'swaks', '--server', server, '--port', String(step.port),
       '--local-interface', src, '--helo', `${a.name}.client.test`, '--timeout', String(timeoutS), '--hide-all'];
     const login = step.logins[0];
+    if (step.tls) argv.push(step.tls === 'implicit' ? '--tlsc' : '--tls');
     if (login) argv.push('--auth', step.mech ?? 'PLAIN', '--auth-user', login.user, '--auth-password', login.pass);
     if (step.deliver) argv.push('--from', login?.user ?? `someone@${a.name}.client.test`, '--to', step.deliver, '--body', `test mail from ${a.name}`);
     else argv.push('--quit-after', 'AUTH');
@@ -112,9 +120,10 @@ export async function runStep(lab: Lab, a: Actor, step: Step, timeoutS = 40): Pr
     const connect = r.code === 21 || r.timedOut ? 'timeout' : 'open';
     return { actor: a.name, role: a.role, src, step, connect, results: login ? [v] : [v === 'ok' ? 'ok' : 'error'], ...(v === 'error' ? { detail: `swaks exit ${r.code}: ${r.stderr.trim().slice(0, 200)}` } : {}) };
   }
-  const job: ClientJob = { proto: step.proto, host: server, port: step.port, local: src, logins: step.logins, replyMs: timeoutS * 1000 };
+  const job: ClientJob = { proto: step.proto, host: server, port: step.port, local: src, logins: step.logins, replyMs: timeoutS * 1000,
+    ...(step.tls ? { tls: step.tls } : {}), ...(step.verify ? { verify: true } : {}), ...(step.plainOnTls ? { plainOnTls: true } : {}) };
   const r = await clientJob(c.ns, job);
-  return { actor: a.name, role: a.role, src, step, connect: r.connect, results: r.results, ...(r.detail ? { detail: r.detail } : {}) };
+  return { actor: a.name, role: a.role, src, step, connect: r.connect, results: r.results, ...(r.detail ? { detail: r.detail } : {}), ...(r.tls ? { tls: r.tls } : {}) };
 }
 
 export async function clientJob(ns: string, job: ClientJob, timeoutMs = 120_000): Promise<ClientResult> {

@@ -93,6 +93,24 @@ test('session: lines of one session count once each, a summary raises the count 
   assert.equal(bans(out).length, 1, 'the summary that makes maxretry bans');
 });
 
+test('a probe line of a session (refused plaintext login) is not counted again by the auth summary of that session', () => {
+  // Dovecot with disable_plaintext_auth: "Login failed: Plaintext authentication disabled" (probe,
+  // session s1) then "Aborted login (auth failed, 1 attempts)" (auth summary, session s1).
+  const d = new Decider({ policies: [{ ...P, maxretry: 3 }] });
+  for (let i = 0; i < 5; i++) {
+    const sid = `pt${i}`;
+    assert.deepEqual(bans(d.observe(match('192.0.2.73', T0 + i * 10, { cls: 'probe', attempt: { session: sid } }), T0 + i * 10).decisions), []);
+    assert.deepEqual(bans(d.observe(match('192.0.2.73', T0 + i * 10 + 1, { attempt: { session: sid, total: 1 } }), T0 + i * 10 + 1).decisions), []);
+  }
+  assert.equal(d.stats().counted, 0, 'five refused plaintext logins are no failed login');
+  // A real failure in another session of the same address still counts; so does a summary whose
+  // total exceeds the refused lines (a refused plaintext LOGIN, then a checked one, in one session).
+  d.observe(match('192.0.2.73', T0 + 100, { attempt: { session: 'real', total: 1 } }), T0 + 100);
+  d.observe(match('192.0.2.73', T0 + 110, { cls: 'probe', attempt: { session: 'mixed' } }), T0 + 110);
+  d.observe(match('192.0.2.73', T0 + 111, { attempt: { session: 'mixed', total: 2 } }), T0 + 111);
+  assert.equal(d.stats().counted, 2);
+});
+
 test('a session summary alone with N >= maxretry bans at once; another session of the same address counts separately', () => {
   const d = new Decider({ policies: [P] });
   assert.equal(d.observe(match('198.51.100.8', T0, { attempt: { session: 'x1', total: 3 } }), T0).decisions.length, 0);
