@@ -79,5 +79,9 @@ test('the bundled Dovecot, Postfix and Exim files use fragments and a typical pa
   }
   const dovecot = engine.files.find((x) => x.daemon === 'dovecot')!;
   const summaries = dovecot.rules.filter((r) => r.pattern.includes('{{login}}'));
-  assert.deepEqual(summaries.map((r) => r.id), ['dovecot-login-auth-failed', 'dovecot-login-plaintext-refused', 'dovecot-login-no-auth']);
+  // One rule per kind of login-process line, whatever the protocol: no per-service copies.
+  assert.deepEqual(summaries.map((r) => r.id).sort(), [
+    'dovecot-login-auth-failed', 'dovecot-login-auth-tempfail', 'dovecot-login-no-auth', 'dovecot-login-plaintext-disabled', 'dovecot-login-plaintext-refused',
+  ]);
+  assert.deepEqual(dovecot.rules.filter((r) => /^dovecot-(?:imap|pop3|submission|sieve)-/.test(r.id)).map((r) => r.id), []);
 });
