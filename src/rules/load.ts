@@ -198,7 +198,7 @@ type KeysOf = (m: YamlNode, allowed: readonly string[], where: string) => Map<st
 
 function readAttempt(n: YamlNode | undefined, fault: Fault, keysOf: KeysOf): { info: AttemptInfo; summary: boolean } | undefined {
   if (n === undefined) return { info: {}, summary: false };
-  const a = keysOf(n, ['pair', 'weak', 'summary'], 'attempt');
+  const a = keysOf(n, ['pair', 'weak', 'summary', 'verdict'], 'attempt');
   if (!a) return undefined;
   let summary = false;
   const sm = a.get('summary');
@@ -206,11 +206,16 @@ function readAttempt(n: YamlNode | undefined, fault: Fault, keysOf: KeysOf): { i
     if (!isScalar(sm) || typeof sm.value !== 'boolean') return fault('MJ_RULE_SCHEMA', sm, 'attempt.summary must be true or false');
     summary = sm.value;
   }
-  const out: { pair?: { group: string; side: string }; weak?: true } = {};
+  const out: { pair?: { group: string; side: string }; weak?: true; verdict?: true } = {};
   const weak = a.get('weak');
   if (weak !== undefined) {
     if (!isScalar(weak) || weak.value !== true) return fault('MJ_RULE_SCHEMA', weak, 'attempt.weak must be true when given');
     out.weak = true;
+  }
+  const verdict = a.get('verdict');
+  if (verdict !== undefined) {
+    if (!isScalar(verdict) || verdict.value !== true) return fault('MJ_RULE_SCHEMA', verdict, 'attempt.verdict must be true when given');
+    out.verdict = true;
   }
   const pair = a.get('pair');
   if (pair !== undefined) {
