@@ -74,9 +74,11 @@ export class Daemon {
   readonly cfg: string;
   private readonly name: string;
   readonly prefix: string;
-  constructor(private readonly lab: Lab, private readonly source: 'journal' | { readonly tcp: string } = 'journal') {
-    this.name = source === 'journal' ? 'mailjail' : 'mailjail-collector';
-    this.prefix = source === 'journal' ? FW_PREFIX : `${FW_PREFIX}c`;
+  /** `own`: another journal daemon beside these (its own name, ipset prefix, optional metrics listener). */
+  constructor(private readonly lab: Lab, private readonly source: 'journal' | { readonly tcp: string } = 'journal',
+    private readonly own?: { readonly name: string; readonly prefix: string; readonly metrics?: string }) {
+    this.name = own?.name ?? (source === 'journal' ? 'mailjail' : 'mailjail-collector');
+    this.prefix = own?.prefix ?? (source === 'journal' ? FW_PREFIX : `${FW_PREFIX}c`);
     this.sock = join(lab.dir, this.name, 'control.sock');
     this.cfg = join(lab.dir, this.name, 'mailjail.yaml');
   }
@@ -103,7 +105,7 @@ sources:
 policies:
   auth: { classes: [auth], maxretry: ${P2_MAXRETRY}, findtime: 10m, bantime: ${P2_BANTIME_S}s, ipv4Prefix: 32, ipv6Prefix: 64 }
 firewall: { backend: ipset, prefix: ${this.prefix}, ports: [${PORTS.join(', ')}] }
-metrics: { enabled: false }
+metrics: ${this.own?.metrics ? `{ enabled: true, listen: ${JSON.stringify(this.own.metrics)} }` : '{ enabled: false }'}
 control: { socket: ${JSON.stringify(this.sock)} }
 `);
     const c = spawn('ip', ['netns', 'exec', this.lab.srv, process.execPath, CLI, 'run', '-c', this.cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
