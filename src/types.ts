@@ -91,12 +91,16 @@ export type Service = (typeof SERVICES)[number];
  *    window are one attempt;
  *  - `weak`: the line may be an attacker or an outage on our side (Postfix "Connection lost to
  *    authentication server"); state counts it only when corroborated.
+ *  - `verdict`: the auth back end itself checked the password (Dovecot's auth process: "Password
+ *    mismatch", "unknown user"), so it can read its passdb: an outage of its host is over. Side
+ *    `auth-process` of a pair implies it.
  */
 export interface AttemptInfo {
   readonly session?: string;
   readonly total?: number;
   readonly pair?: { readonly group: string; readonly side: string };
   readonly weak?: true;
+  readonly verdict?: true;
 }
 
 /** A rule's verdict on one log line. */

@@ -130,6 +130,7 @@ const RULE = s.obj({
   attempt: withDefault(s.obj({
     pair: s.obj({ group: required(s.str()), side: required(s.str()) }),
     weak: s.custom('true', (v) => (v === true ? { ok: true as const } : { error: 'must be true when given' })),
+    verdict: s.custom('true', (v) => (v === true ? { ok: true as const } : { error: 'must be true when given' })),
     summary: withDefault(s.bool(), false),
   }), {}),
   samples: required(s.obj({
@@ -189,7 +190,7 @@ export function readRuleFile(path: string, yamlText: string, faults: RuleFault[]
       else fault('MJ_RULE_SCHEMA', 'serviceByCapture', 'serviceByCapture needs a (?<service>...) group in the pattern');
       continue;
     }
-    const { pair, weak, summary } = r.attempt;
+    const { pair, weak, verdict, summary } = r.attempt;
     rules.push({
       id: r.id, daemon: file.daemon, service: r.service,
       serviceByProgram: Object.entries(r.serviceByProgram).map(([glob, svc]) => ({ program: globRegExp(glob), service: svc })),
@@ -198,7 +199,7 @@ export function readRuleFile(path: string, yamlText: string, faults: RuleFault[]
       userGroups: groups.filter((g) => /^user\d*$/.test(g)),
       hasSession: groups.includes('session'),
       hasTotal: groups.includes('total'),
-      attempt: { ...(pair ? { pair } : {}), ...(weak ? { weak } : {}) }, summary, at: at(key),
+      attempt: { ...(pair ? { pair } : {}), ...(weak ? { weak } : {}), ...(verdict ? { verdict } : {}) }, summary, at: at(key),
       samples: {
         match: r.samples.match.map((m) => ({ ...m, at: at(done.pathOf(m)) })),
         nomatch: r.samples.nomatch.map((m) => ({ ...m, at: at(done.pathOf(m)) })),

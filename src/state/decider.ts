@@ -261,8 +261,9 @@ export class Decider {
     }
     if (this.batch && this.batch.forgets.size > 0) this.settleForgets(m.ip);
     if (this.dedupe.duplicate(m)) return NOTHING; // one line logged twice (syslog_duplication, two collectors)
-    // The auth process's own verdict (side auth-process): the back end answers again.
-    if (m.attempt.pair?.side === AUTH_PROCESS_SIDE) {
+    // The auth process's own verdict (side auth-process, or a verdict line of a login session):
+    // the back end answers again.
+    if (m.attempt.pair?.side === AUTH_PROCESS_SIDE || m.attempt.verdict === true) {
       const o = this.outages.recovered(m.event.host, now);
       if (o) this.emit({ kind: 'outage', state: 'end', time: o.end, cause: 'server-error', host: o.host, outage: o });
     }

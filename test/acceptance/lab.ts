@@ -13,6 +13,7 @@ import type { Socket } from 'node:net';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { Cleanup, must, run, sleep, startDaemon, waitFor } from './proc.js';
+import { utimesSync } from 'node:fs';
 
 // libio-socket-inet6-perl: swaks speaks IPv6 only with it.
 // libnet-ssleay-perl: swaks speaks TLS only with it. dovecot-managesieved: the TLS pass's port 4190.
@@ -287,6 +288,18 @@ action(type="omfwd" target="${target}" port="${port}" protocol="tcp" TCP_Framing
     });
     const up = await waitFor(() => (existsSync(join(this.journalSockets, 'syslog')) ? true : child.exitCode !== null ? false : undefined), 10_000);
     if (up !== true) throw new Error(`rsyslogd did not open ${join(this.journalSockets, 'syslog')}`);
+  }
+
+  /**
+   * Makes Dovecot's passwd-file unreadable for its auth process (an outage of our own auth back
+   * end: every login gets a temporary failure) or readable again. The file is touched because
+   * passwd-file re-reads it only when its mtime changes.
+   */
+  setPassdbReadable(readable: boolean): void {
+    const f = join(this.dir, 'dovecot', 'users');
+    chmodSync(f, readable ? 0o640 : 0o000);
+    const now = new Date();
+    utimesSync(f, now, now);
   }
 
   async stopAll(): Promise<string[]> {

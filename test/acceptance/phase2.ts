@@ -76,13 +76,19 @@ export class Daemon {
   readonly prefix: string;
   readonly backend: 'ipset' | 'nftables';
   readonly ports: readonly number[];
-  /** `fw` picks another backend, prefix and port list (the TLS pass: nftables, every mail port). */
+  /**
+   * `own`: another daemon beside these — its own name, firewall prefix, and optionally another
+   * backend and port list (the TLS pass: nftables, every mail port) and a metrics listener.
+   */
   constructor(private readonly lab: Lab, private readonly source: 'journal' | { readonly tcp: string } = 'journal',
-    fw: { readonly backend: 'ipset' | 'nftables'; readonly prefix: string; readonly ports: readonly number[] } | undefined = undefined) {
-    this.name = fw ? `mailjail-${fw.prefix}` : source === 'journal' ? 'mailjail' : 'mailjail-collector';
-    this.prefix = fw?.prefix ?? (source === 'journal' ? FW_PREFIX : `${FW_PREFIX}c`);
-    this.backend = fw?.backend ?? 'ipset';
-    this.ports = fw?.ports ?? PORTS;
+    private readonly own?: {
+      readonly name?: string; readonly prefix: string; readonly backend?: 'ipset' | 'nftables';
+      readonly ports?: readonly number[]; readonly metrics?: string;
+    }) {
+    this.name = own?.name ?? (own ? `mailjail-${own.prefix}` : source === 'journal' ? 'mailjail' : 'mailjail-collector');
+    this.prefix = own?.prefix ?? (source === 'journal' ? FW_PREFIX : `${FW_PREFIX}c`);
+    this.backend = own?.backend ?? 'ipset';
+    this.ports = own?.ports ?? PORTS;
     this.sock = join(lab.dir, this.name, 'control.sock');
     this.cfg = join(lab.dir, this.name, 'mailjail.yaml');
   }
@@ -109,7 +115,7 @@ sources:
 policies:
   auth: { classes: [auth], maxretry: ${P2_MAXRETRY}, findtime: 10m, bantime: ${P2_BANTIME_S}s, ipv4Prefix: 32, ipv6Prefix: 64 }
 firewall: { backend: ${this.backend}, prefix: ${this.prefix}, ports: [${this.ports.join(', ')}] }
-metrics: { enabled: false }
+metrics: ${this.own?.metrics ? `{ enabled: true, listen: ${JSON.stringify(this.own.metrics)} }` : '{ enabled: false }'}
 control: { socket: ${JSON.stringify(this.sock)} }
 `);
     const c = spawn('ip', ['netns', 'exec', this.lab.srv, process.execPath, CLI, 'run', '-c', this.cfg], { stdio: ['ignore', 'pipe', 'pipe'] });

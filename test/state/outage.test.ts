@@ -120,3 +120,47 @@ test('an attacker hammering across an outage is banned by his definite failures 
   const b = d.observe(fail(A, T0 + s(210)), T0 + s(210)).decisions;
   assert.equal(b.length, 1, 'the fifth definite failure, after the outage');
 });
+
+// Real Postfix 3.7 + Dovecot 2.3 from the acceptance lab's outage pass (test/acceptance/outage.ts,
+// test/fixtures/real/postfix-dovecot-outage.md): Postfix logs `SASL ... authentication failed:
+// (reason unavailable)` for a Dovecot temporary failure, as for a wrong password.
+const LAB_CAPTURE = fileURLToPath(new URL('../../../test/fixtures/real/postfix-dovecot-outage.log', import.meta.url));
+
+function replayCapture(maxretry: number): { banned: Map<string, string>; events: StateEvent[]; d: Decider; lines: string[] } {
+  const d = new Decider({ policies: [{ ...DEFAULT_POLICY, maxretry }] });
+  const banned = new Map<string, string>();
+  const lines = readFileSync(LAB_CAPTURE, 'utf8').split('\n').filter((l) => l !== '');
+  for (const line of lines) {
+    const ev = sampleEvent(line, 'fixture');
+    const m = ev && engine.match(ev);
+    if (!m) continue;
+    for (const b of d.observe(m, m.event.time).decisions) if (b.action === 'ban') banned.set(b.target, line);
+  }
+  return { banned, events: d.drainEvents(), d, lines };
+}
+
+test('real Postfix + Dovecot outage (acceptance lab): benign users are not counted, the attacker is banned at his first failure after it', () => {
+  const { banned, events, d, lines } = replayCapture(3);
+  // What real Postfix 3.7 logs for a Dovecot temp-fail: the wrong-password text.
+  assert.ok(lines.some((l) => l.includes('postfix/smtpd[29923]: warning: unknown[192.0.2.32]: SASL LOGIN authentication failed: (reason unavailable), sasl_username=carol@mx.test')));
+  assert.deepEqual([...banned.keys()], ['198.51.100.60'], 'only the attacker');
+  // Two definite failures before the outage; every guess during it excused; the first guess after
+  // the restore (an IMAP unknown user) is the third.
+  assert.match(banned.get('198.51.100.60')!, /17:25:00 .*passwd-file\(ghost-o5@mx\.test,198\.51\.100\.60,<[^>]+>\): unknown user$/);
+  const outages = events.filter((e) => e.kind === 'outage' && e.cause === 'server-error');
+  assert.deepEqual(outages.map((e) => e.kind === 'outage' && [e.state, e.host]), [['start', 'mx1'], ['end', 'mx1']]);
+  const end = outages[1]!;
+  // Ended by the auth process's verdict on the IMAP login, not 60 s after the last server error.
+  assert.equal(new Date(end.time).toISOString().slice(11, 19), '17:25:00');
+  // Postfix's lines of the 7 benign SASL attempts during the outage, and the attacker's 2
+  // ("Connection lost": his requests waited out Dovecot's auth penalty).
+  assert.equal(d.stats().outageExcused, 9);
+});
+
+test('a verdict of the auth process on a login session ends its host\'s outage (attempt.verdict)', () => {
+  const at = (line: string) => { const ev = sampleEvent(line, 'fixture'); return ev && engine.match(ev); };
+  const m = at('Dec  4 17:25:00 mx1 dovecot[29564]: auth: passwd-file(ghost-o5@mx.test,198.51.100.60,<w3vnJ9JhyZ7GM2Q8>): unknown user');
+  assert.equal(m?.ruleId, 'dovecot-auth-failed');
+  assert.equal(m?.attempt.verdict, true);
+  assert.equal(at('Dec  4 17:25:02 mx1 dovecot[29564]: imap-login: Disconnected: Aborted login by logging out (auth failed, 1 attempts in 2 secs): user=<ghost-o5@mx.test>, method=PLAIN, rip=198.51.100.60, lip=192.0.2.1, session=<w3vnJ9JhyZ7GM2Q8>')?.attempt.verdict, undefined, 'the login process is no verdict of the back end');
+});
