@@ -42,7 +42,15 @@ const TEMP_REJECT =
   'a temporary (4xx) refusal (unknown hostname, sender domain not found or not resolving, a 4xx RBL or rate-limit ' +
   'answer): lawful senders with broken DNS hit these all day, so we match it in class reject-temp, which no default ' +
   'policy counts and fail2ban\'s modes have no counterpart for (issue 13, docs/rules-mta.md).';
+const PLAINTEXT_REFUSED =
+  'Dovecot refused a plaintext (or disabled-mechanism) login before checking any password: no password was guessed, ' +
+  'so we match it in class probe (counted by a pre-auth policy, not by the default auth policy); fail2ban counts it as ' +
+  'a failed login in its default mode (issue 13, docs/rules-postfix-dovecot.md).';
 const EXPECTED_DEVIATIONS: Record<string, string> = {
+  'dovecot:13': PLAINTEXT_REFUSED,
+  'dovecot:16': PLAINTEXT_REFUSED,
+  'dovecot:115': PLAINTEXT_REFUSED,
+  'dovecot:148': PLAINTEXT_REFUSED,
   'postfix:6': TEMP_REJECT,
   'postfix:16': TEMP_REJECT,
   'postfix:35': TEMP_REJECT,
