@@ -153,6 +153,13 @@ export class Lab {
     return must(['journalctl', `--namespace=${this.id}`, '--no-pager', '-o', 'json'], { timeoutMs: 30_000 });
   }
 
+  /** Wall time (ms) of the newest entry in our journal, or 0 when it holds none. */
+  async newestEntryMs(): Promise<number> {
+    const out = await must(['journalctl', `--namespace=${this.id}`, '--no-pager', '-o', 'json', '-n', '1'], { timeoutMs: 10_000 });
+    const line = out.trim().split('\n').pop();
+    return line ? Number((JSON.parse(line) as { __REALTIME_TIMESTAMP: string }).__REALTIME_TIMESTAMP) / 1000 : 0;
+  }
+
   /** The same entries in the classic syslog form (`journalctl -o short`, as rsyslog would write them). */
   async journalSyslog(): Promise<string> {
     return must(['journalctl', `--namespace=${this.id}`, '--no-pager', '-o', 'short'], { timeoutMs: 30_000 });

@@ -19,7 +19,7 @@ import { run } from './proc.js';
 import { keysOf, sanitizeJournal, sanitizeSyslog, table } from './report.js';
 import { actors, playAll } from './scenario.js';
 import { attackUntilBanned, Daemon, P2_EXPIRY_S, P2_MAXRETRY, phase2Attackers, probeAll, ROT2_NET, ROT3_NET } from './phase2.js';
-import { sleep, waitFor } from './proc.js';
+import { waitFor } from './proc.js';
 import { restartWithTls, tlsAttackers, tlsBenign, tlsPass } from './tls.js';
 import { outagePhase } from './outage.js';
 import type { StepResult } from './scenario.js';
@@ -156,8 +156,10 @@ describe('acceptance: real Postfix and Dovecot, attacked in network namespaces',
     const gap = await daemonGap();
     if (gap) { say(`\n!!! ACCEPTANCE PHASE 2 SKIPPED: ${gap}\n`); t.skip(`SKIPPED LOUDLY: ${gap}`); return; }
     const theLab = lab;
-    // A deliberate clock wait, not a guess: phase 1's lines must be older than the daemon's 1 s lookback.
-    await sleep(1500);
+    // Phase 1's lines must be older than the daemon's 1 s lookback when it starts: wait until the
+    // newest entry in the journal now is 1.5 s old (a deadline from its own time, not a guess).
+    const newest = await theLab.newestEntryMs();
+    await waitFor(() => (Date.now() - newest > 1500 ? true : undefined), 30_000, 50);
     const d = new Daemon(theLab);
     journalDaemon = d;
     await d.start(RULES);
